@@ -1,0 +1,185 @@
+"""Any mp3 -> mono float32 at the model's sample rate: the one decode path of the project.
+
+soundfile (libsndfile + mpg123) is the fastest decoder here (~30 ms per 30-s clip) but not
+correct on every real-world mp3 (see DECODE.md in the project notes):
+  * a VBR file without a Xing header comes back silently cut to about half its length;
+  * a stream with garbage in it can make it give up with an error.
+So every file is decoded with soundfile and its length is checked against the stream length
+that PyAV reads from the packet headers alone (demuxing without decoding, a few ms). When
+soundfile failed or came up short, the file is decoded again with PyAV, which skips packets it
+cannot decode. Resampling is soxr HQ (what librosa uses by default).
+
+A file that yields no audio raises `DecodeError` with a reason a person can act on. A file cut
+short yields the audio before the cut: truncation is indistinguishable from a short clip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import soundfile as sf
+import soxr
+
+# soundfile may legitimately return slightly less than the demuxed stream length (it drops the
+# encoder delay and padding, ~2 frames); anything shorter than this fraction means truncation.
+_SHORT_FRACTION = 0.98
+_SLACK_SAMPLES = 4608  # four mp3 frames
+
+
+class DecodeError(Exception):
+    """The file holds no audio we can decode. `reason` says why, in words."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(str(path), reason)  # both in args: survives pickling from workers
+        self.path = str(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Decoded:
+    audio: np.ndarray  # mono float32, at `sample_rate`
+    sample_rate: int
+    decoder: str  # "soundfile" or "pyav": which decoder produced the audio
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+def decode(path: str | os.PathLike, sample_rate: int) -> Decoded:
+    """Decode one audio file to mono float32 at `sample_rate`; raises `DecodeError`."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise DecodeError(path, f"cannot read the file ({error.strerror})") from None
+    if size == 0:
+        raise DecodeError(path, "empty file (0 bytes)")
+
+    try:
+        audio, native_rate = _read_soundfile(path)
+        decoder = "soundfile"
+        expected = _stream_samples(path)
+        if expected is not None and len(audio) < _SHORT_FRACTION * expected - _SLACK_SAMPLES:
+            audio, native_rate = _read_pyav(path)  # VBR without a Xing header: soundfile stopped early
+            decoder = "pyav"
+    except (sf.LibsndfileError, RuntimeError, EOFError):
+        audio, native_rate = _read_pyav(path)
+        decoder = "pyav"
+
+    if len(audio) == 0:
+        raise DecodeError(path, "no decodable audio frames")
+    if native_rate != sample_rate:
+        audio = soxr.resample(audio, native_rate, sample_rate, quality="HQ")
+    return Decoded(np.ascontiguousarray(audio, dtype=np.float32), sample_rate, decoder)
+
+
+def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
+    data, rate = sf.read(path, dtype="float32", always_2d=True)
+    return _to_mono(data.T), rate  # the mono copy frees soundfile's (possibly oversized) buffer
+
+
+def _stream_samples(path: Path) -> int | None:
+    """Samples the stream's packets promise, from their headers alone; None when unknown."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            ticks = sum(packet.duration or 0 for packet in container.demux(stream))
+            return int(ticks * stream.time_base * stream.codec_context.sample_rate)
+    except (av.FFmpegError, IndexError, ValueError):
+        return None
+
+
+def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
+    """Decode with ffmpeg, skipping packets it cannot decode instead of giving up."""
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError:
+        raise DecodeError(path, "not an audio file ffmpeg or libsndfile can read") from None
+    with container:
+        if not container.streams.audio:
+            raise DecodeError(path, "the file has no audio stream")
+        stream = container.streams.audio[0]
+        to_planar_float = av.AudioResampler(format="fltp")  # format only: rate and layout unchanged
+        blocks, rate = [], stream.codec_context.sample_rate
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                continue  # damaged packet: skip it, keep the rest
+            for frame in frames:
+                rate = frame.sample_rate
+                blocks.extend(_to_mono(f.to_ndarray()) for f in to_planar_float.resample(frame))
+    if not blocks:
+        raise DecodeError(path, "no decodable audio frames")
+    return np.concatenate(blocks), rate
+
+
+def _to_mono(channels_first: np.ndarray) -> np.ndarray:
+    """(channels, samples) -> (samples,), averaging channels row by row (fast on both layouts)."""
+    mono = channels_first[0].copy()
+    for channel in channels_first[1:]:
+        mono += channel
+    if len(channels_first) > 1:
+        mono *= 1.0 / len(channels_first)
+    return mono
+
+
+def decode_many(
+    paths: Iterable[str | os.PathLike], sample_rate: int, workers: int, prefetch: int = 4
+) -> Iterator[tuple[Path, Decoded | DecodeError]]:
+    """Decode files in `workers` processes, yielding (path, result) in input order.
+
+    At most `prefetch * workers` decoded clips wait in memory, so memory stays bounded however
+    many files there are and however slow the consumer is. `workers=0` decodes in this process.
+    """
+    paths = [Path(p) for p in paths]
+    if workers == 0:
+        for path in paths:
+            yield path, _decode_or_error(path, sample_rate)
+        return
+    import multiprocessing
+
+    # spawn: never fork a process that may hold torch/CUDA/OpenMP threads.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_quiet_stderr) as pool:
+        pending: deque[tuple[Path, Future]] = deque()
+        todo = iter(paths)
+        try:
+            for path in todo:
+                pending.append((path, pool.submit(_decode_or_error, path, sample_rate)))
+                if len(pending) >= prefetch * workers:
+                    done_path, future = pending.popleft()
+                    yield done_path, future.result()
+            while pending:
+                done_path, future = pending.popleft()
+                yield done_path, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
+def _decode_or_error(path: Path, sample_rate: int) -> Decoded | DecodeError:
+    try:
+        return decode(path, sample_rate)
+    except DecodeError as error:
+        return error
+    except Exception as error:  # a decoder bug must cost one file, not the whole run
+        return DecodeError(path, f"decoder crashed: {type(error).__name__}: {error}")
+
+
+def _quiet_stderr() -> None:
+    """mpg123 prints resync notes straight to fd 2 from C; keep them out of the progress bar."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)

@@ -1,0 +1,40 @@
+"""Argument parsing shared by the command-line scripts: one-line errors, checked numbers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument gets one line on stderr (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def die(prog: str, message: str, code: int = 1) -> None:
+    """Exit with one line on stderr: the way the scripts report an error nobody can recover from."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(code)

@@ -1,0 +1,136 @@
+"""Audio made at test time: synthetic music-like signals written as real mp3 files."""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+import lameenc
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def signal(seconds: float, rate: int, channels: int = 2, freq: float = 440.0, seed: int = 0) -> np.ndarray:
+    """A tone plus a little noise, (samples, channels) float32, peak ~0.5."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.4 * np.sin(2 * np.pi * freq * t)
+    out = tone[:, None] + 0.03 * rng.standard_normal((len(t), channels))
+    return out.astype(np.float32)
+
+
+def write_mp3(path: Path, audio: np.ndarray, rate: int, vbr: bool = False) -> Path:
+    """mp3 via libsndfile/LAME; VBR files get a Xing header."""
+    sf.write(path, audio, rate, format="MP3", bitrate_mode="VARIABLE" if vbr else "CONSTANT")
+    return path
+
+
+def write_vbr_without_xing(path: Path, audio: np.ndarray, rate: int) -> Path:
+    """VBR mp3 straight from LAME's encoder, with no Xing/Info header: soundfile truncates these."""
+    encoder = lameenc.Encoder()
+    encoder.set_channels(audio.shape[1])
+    encoder.set_in_sample_rate(rate)
+    encoder.set_vbr(4)
+    encoder.set_vbr_quality(2)
+    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
+    path.write_bytes(encoder.encode(pcm) + encoder.flush())
+    return path
+
+
+def with_cover_art(mp3: bytes, image_bytes: int) -> bytes:
+    """Prepend an ID3v2.3 tag holding an APIC (cover art) frame of `image_bytes` bytes."""
+    picture = b"\x00image/jpeg\x00\x03cover\x00" + b"\xff\xd8" + bytes(image_bytes)
+    frame = b"APIC" + struct.pack(">I", len(picture)) + b"\x00\x00" + picture
+    size = len(frame)
+    syncsafe = bytes([(size >> 21) & 0x7F, (size >> 14) & 0x7F, (size >> 7) & 0x7F, size & 0x7F])
+    return b"ID3\x03\x00\x00" + syncsafe + frame + mp3
+
+
+def dominant_frequency(audio: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    return float(np.fft.rfftfreq(len(audio), 1 / rate)[spectrum.argmax()])
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """A set of awkward files shared by the decoding and end-to-end tests."""
+    folder = tmp_path_factory.mktemp("clips")
+    rate = 44100
+    music = signal(30, rate)
+    files = {
+        "cbr30": write_mp3(folder / "cbr30.mp3", music, rate),
+        "vbr_no_xing30": write_vbr_without_xing(folder / "vbr_no_xing30.mp3", music, rate),
+        "silent": write_mp3(folder / "silent.mp3", np.zeros((5 * rate, 2), np.float32), rate),
+        "short": write_mp3(folder / "short.mp3", signal(0.5, rate), rate),
+    }
+    data = files["cbr30"].read_bytes()
+    rng = np.random.default_rng(1)
+    garbage = bytearray(data)
+    middle = len(data) // 2
+    garbage[middle : middle + 1024] = rng.integers(0, 256, 1024, dtype=np.uint8).tobytes()
+    files["garbage_mid"] = folder / "garbage_mid.mp3"
+    files["garbage_mid"].write_bytes(bytes(garbage))
+    files["truncated"] = folder / "truncated.mp3"
+    files["truncated"].write_bytes(data[: len(data) // 2])
+    files["empty"] = folder / "empty.mp3"
+    files["empty"].write_bytes(b"")
+    files["random"] = folder / "random.mp3"
+    files["random"].write_bytes(rng.integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    files["wav_renamed"] = folder / "wav_renamed.mp3"
+    sf.write(files["wav_renamed"], signal(3, 22050), 22050, format="WAV")
+    files["cover_art"] = folder / "cover_art.mp3"
+    files["cover_art"].write_bytes(with_cover_art(write_mp3(folder / "tmp.mp3", signal(10, rate), rate).read_bytes(), 8_000_000))
+    (folder / "tmp.mp3").unlink()
+    return files
+
+
+def tiny_ensemble_manifest(temperature: float = 1.5):
+    """Three small random CNN members over two spectrogram configs, plus the prior."""
+    from model.ensemble import Manifest, MemberSpec
+    from model.genres import GENRES, fma_medium_prior
+    from model.spectrogram import SpectrogramConfig
+
+    narrow = SpectrogramConfig(n_mels=32)
+    coarse = SpectrogramConfig(n_fft=1024, hop_length=512, n_mels=48)
+    cnn = dict(kind="cnn", architecture="short_chunk_resnet", hparams={"channels": [4, 8], "dropout": 0.1})
+    members = (
+        MemberSpec(name="a", spectrogram=narrow, chunk_seconds=3.0, **cnn),
+        MemberSpec(name="b", spectrogram=narrow, chunk_seconds=3.0, **cnn),
+        MemberSpec(name="c", spectrogram=coarse, chunk_seconds=1.5, **{**cnn, "hparams": {"channels": [4, 8, 16]}}),
+        MemberSpec(name="prior", kind="prior"),
+    )
+    return Manifest(GENRES, 16000, temperature, tuple(fma_medium_prior()), members, "tiny test ensemble")
+
+
+def random_state_dicts(manifest, seed: int = 0) -> dict:
+    import torch
+
+    from model.networks import build_network
+
+    torch.manual_seed(seed)
+    states = {}
+    for member in manifest.members:
+        if member.kind == "cnn":
+            net = build_network(member.architecture, member.spectrogram.n_mels, 16, member.hparams)
+            for module in net.modules():  # non-trivial running statistics, as after training
+                if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                    module.running_mean.uniform_(-1, 1)
+                    module.running_var.uniform_(0.5, 2)
+            net.input_norm.running_mean.fill_(-50.0)  # dB inputs sit around -50, as training would see
+            net.input_norm.running_var.fill_(400.0)
+            states[member.name] = net.state_dict()
+    return states
+
+
+@pytest.fixture
+def tiny_weights(tmp_path) -> Path:
+    from model.ensemble import save_ensemble
+
+    manifest = tiny_ensemble_manifest()
+    save_ensemble(tmp_path / "weights", manifest, random_state_dicts(manifest))
+    return tmp_path / "weights"

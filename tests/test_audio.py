@@ -1,0 +1,97 @@
+"""One decode path, correct on the mp3s that break the fast decoder."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import dominant_frequency, signal, write_mp3, write_vbr_without_xing
+
+from model.audio import DecodeError, decode, decode_many
+from model.inference import unusable_reason
+
+RATE = 16000
+
+
+@pytest.mark.parametrize("native_rate", [44100, 48000, 22050, 16000, 8000])
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("vbr", [False, True])
+def test_rates_channels_modes_decode_to_model_rate(tmp_path, native_rate, channels, vbr):
+    freq = 440.0 if native_rate > 8000 else 300.0
+    path = write_mp3(tmp_path / "clip.mp3", signal(2, native_rate, channels, freq), native_rate, vbr)
+    decoded = decode(path, RATE)
+    assert decoded.sample_rate == RATE and decoded.audio.dtype == np.float32 and decoded.audio.ndim == 1
+    assert decoded.seconds == pytest.approx(2.0, abs=0.06)
+    assert dominant_frequency(decoded.audio, RATE) == pytest.approx(freq, abs=2)
+    assert 0.2 < np.abs(decoded.audio).max() < 0.7  # mono is the channel mean, not the sum
+
+
+@pytest.mark.parametrize("native_rate", [44100, 22050])
+def test_vbr_without_xing_header_decodes_to_full_length(tmp_path, native_rate):
+    path = write_vbr_without_xing(tmp_path / "vbr.mp3", signal(30, native_rate), native_rate)
+    truncated = sf.read(path)[0]
+    assert len(truncated) < 0.9 * 30 * native_rate, "soundfile no longer truncates: the test proves nothing"
+    decoded = decode(path, RATE)
+    assert decoded.decoder == "pyav"
+    assert decoded.seconds == pytest.approx(30.0, abs=0.1)
+    assert np.abs(decoded.audio[-RATE:]).max() > 0.2  # the end of the clip is real audio
+
+
+def test_garbage_in_the_middle_is_decoded_around(clips):
+    decoded = decode(clips["garbage_mid"], RATE)
+    assert decoded.seconds == pytest.approx(30.0, abs=0.2)
+    second_half = decoded.audio[len(decoded.audio) // 2 + RATE :]
+    assert np.sqrt(np.mean(second_half**2)) > 0.2
+
+
+def test_thirty_second_cbr_and_cover_art(clips):
+    assert decode(clips["cbr30"], RATE).seconds == pytest.approx(30.0, abs=0.06)
+    decoded = decode(clips["cover_art"], RATE)  # 8 MB ID3 picture in front of the audio
+    assert decoded.seconds == pytest.approx(10.0, abs=0.06)
+    assert decoded.audio.base is None or decoded.audio.base.nbytes < 2 * decoded.audio.nbytes
+
+
+def test_truncated_file_yields_the_audio_before_the_cut(clips):
+    decoded = decode(clips["truncated"], RATE)
+    assert 13.0 < decoded.seconds < 16.0
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [("empty", "empty file"), ("random", "not an audio file")],
+)
+def test_undecodable_files_raise_with_a_clear_reason(clips, name, reason):
+    with pytest.raises(DecodeError, match=reason) as error:
+        decode(clips[name], RATE)
+    assert error.value.path == str(clips[name])
+
+
+def test_missing_file_raises(tmp_path):
+    with pytest.raises(DecodeError, match="cannot read the file"):
+        decode(tmp_path / "nope.mp3", RATE)
+
+
+def test_wav_renamed_mp3_is_accepted(clips):
+    assert decode(clips["wav_renamed"], RATE).seconds == pytest.approx(3.0, abs=0.01)
+
+
+def test_silent_and_short_clips_decode_but_are_unusable(clips):
+    silent = decode(clips["silent"], RATE)
+    assert silent.seconds == pytest.approx(5.0, abs=0.06)
+    assert "silent" in unusable_reason(silent)
+    short = decode(clips["short"], RATE)
+    assert short.seconds < 1.0 and "too short" in unusable_reason(short)
+    assert unusable_reason(decode(clips["cbr30"], RATE)) is None
+
+
+def test_ten_minute_mp3(tmp_path):
+    path = write_mp3(tmp_path / "long.mp3", signal(600, 22050, channels=1), 22050)
+    assert decode(path, RATE).seconds == pytest.approx(600.0, abs=0.1)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_decode_many_keeps_order_and_returns_errors(clips, workers):
+    names = ["cbr30", "empty", "short", "random", "silent"]
+    results = list(decode_many([clips[n] for n in names], RATE, workers=workers, prefetch=1))
+    assert [path for path, _ in results] == [clips[n] for n in names]
+    kinds = [type(result).__name__ for _, result in results]
+    assert kinds == ["Decoded", "DecodeError", "Decoded", "DecodeError", "Decoded"]
+    assert "empty file" in results[1][1].reason

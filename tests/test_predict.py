@@ -1,0 +1,161 @@
+"""End to end, as the grader runs it: run.sh, environment variables only, no network."""
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from model.genres import fma_medium_prior
+from model.submission import HEADER
+
+NAMES = {  # source clip -> name in the payload
+    "cbr30": 'track one, "live" – café',
+    "vbr_no_xing30": "550e8400-e29b-41d4-a716-446655440000",
+    "garbage_mid": "garbage",
+    "truncated": "truncated",
+    "cover_art": "cover art",
+    "wav_renamed": "wav",
+    "silent": "silent",
+    "short": "short",
+    "empty": "empty",
+    "random": "random bytes",
+}
+UPPER_CASE = {"garbage"}  # these get an .MP3 extension
+EXPECTED_FALLBACKS = {"silent": "silent", "short": "too short", "empty": "empty file", "random bytes": "not an audio"}
+
+
+@pytest.fixture(scope="module")
+def payload(clips, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("payload") / "crowdai-payload"
+    folder.mkdir()
+    for source, name in NAMES.items():
+        shutil.copy(clips[source], folder / (name + (".MP3" if name in UPPER_CASE else ".mp3")))
+    (folder / "notes.txt").write_text("not audio, not an mp3: no row")
+    (folder / "nested").mkdir()
+    shutil.copy(clips["cbr30"], folder / "nested" / "deeper.mp3")  # only the top level counts
+    return folder
+
+
+def snapshot(folder: Path) -> dict:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def no_network_prefix() -> list[str]:
+    """`unshare -n` (an empty network namespace) when we may use it: proves no network is needed."""
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
+            return ["unshare", "-n", "--"]
+    return []
+
+
+def grader_env(payload: Path, out: Path, home: Path) -> dict:
+    path = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+    return {"PATH": path, "HOME": str(home), "TEST_DIRECTORY": str(payload), "OUTPUT_PATH": str(out)}
+
+
+def read_csv(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    with open(path, newline="", encoding="utf-8") as file:
+        rows = list(csv.reader(file))
+    return rows[0], {row[0]: np.array(row[1:], dtype=float) for row in rows[1:]}
+
+
+def check_rows(header, rows, expected_ids):
+    assert tuple(header) == HEADER
+    assert sorted(rows) == sorted(expected_ids)
+    for probs in rows.values():
+        assert probs.shape == (16,) and np.isfinite(probs).all()
+        assert abs(probs.sum() - 1) < 1e-6 and probs.min() >= 1e-4
+
+
+def test_run_sh_is_the_grader_contract(payload, tmp_path):
+    before = snapshot(payload)
+    out = tmp_path / "out" / "output.csv"  # the parent folder does not exist yet
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [*no_network_prefix(), str(REPO / "run.sh"), "--report", str(tmp_path / "report.json")],
+        env=grader_env(payload, out, tmp_path), cwd=elsewhere, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    header, rows = read_csv(out)
+    check_rows(header, rows, NAMES.values())
+    assert "PRIOR-ONLY MODEL" in result.stderr  # the shipped placeholder says what it is
+    assert "10 rows, 4 fallback(s)" in result.stderr
+    report = {entry["file_id"]: entry for entry in json.loads((tmp_path / "report.json").read_text())}
+    assert sorted(report) == sorted(NAMES.values())
+    for file_id, entry in report.items():
+        assert set(entry) == {"file_id", "status", "seconds", "decoder", "reason"}
+        if file_id in EXPECTED_FALLBACKS:
+            assert entry["status"] == "fallback" and EXPECTED_FALLBACKS[file_id] in entry["reason"]
+        else:
+            assert entry["status"] == "ok" and entry["reason"] is None and entry["seconds"] > 1
+    assert report[NAMES["vbr_no_xing30"]]["decoder"] == "pyav"
+    assert report[NAMES["vbr_no_xing30"]]["seconds"] == pytest.approx(30.0, abs=0.1)
+    assert snapshot(payload) == before  # nothing written into the payload
+    assert [p.name for p in out.parent.iterdir()] == ["output.csv"]  # no temp file left behind
+
+
+def test_cnn_ensemble_predicts_per_clip_and_falls_back_to_the_prior(payload, tiny_weights, tmp_path):
+    out = tmp_path / "predictions.csv"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), "--payload", f"{payload}/", "--out", str(out),
+         "--weights", str(tiny_weights), "--workers", "0", "--batch-size", "3", "--device", "cpu"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "PRIOR-ONLY" not in result.stderr
+    header, rows = read_csv(out)
+    check_rows(header, rows, NAMES.values())
+    prior_row = 1e-4 + (1 - 16e-4) * fma_medium_prior()
+    for file_id in EXPECTED_FALLBACKS:
+        assert np.allclose(rows[file_id], prior_row, atol=1e-6)
+    listened = [rows[name] for name in NAMES.values() if name not in EXPECTED_FALLBACKS]
+    assert not any(np.allclose(row, prior_row, atol=1e-3) for row in listened)
+
+
+def test_empty_payload_gets_a_header_only_csv(tmp_path):
+    (tmp_path / "payload").mkdir()
+    out = tmp_path / "out.csv"
+    result = subprocess.run([sys.executable, str(REPO / "predict.py"), "--payload", str(tmp_path / "payload"),
+                             "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().splitlines() == [",".join(HEADER)]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--batch-size", "0"], "expected a positive integer"),
+        (["--workers", "many"], "expected an integer"),
+        (["--device", "tpu"], "invalid choice"),
+        (["--frobnicate"], "unrecognized arguments"),
+        (["--payload", "/no/such/folder"], "payload folder /no/such/folder does not exist"),
+        (["--weights", "/no/such/weights"], "weights folder /no/such/weights does not exist"),
+    ],
+)
+def test_bad_arguments_get_one_line_and_write_nothing(tmp_path, arguments, message):
+    (tmp_path / "payload").mkdir()
+    out = tmp_path / "out.csv"
+    base = ["--payload", str(tmp_path / "payload"), "--out", str(out)]
+    result = subprocess.run([sys.executable, str(REPO / "predict.py"), *base, *arguments],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    assert not out.exists()
+
+
+def test_run_sh_is_executable_with_a_shebang_and_lf():
+    raw = (REPO / "run.sh").read_bytes()
+    assert raw.startswith(b"#!/usr/bin/env bash\n") and b"\r" not in raw
+    assert os.stat(REPO / "run.sh").st_mode & 0o777 == 0o755
