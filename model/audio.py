@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 from pathlib import Path
 
 import av
@@ -136,17 +138,24 @@ def _to_mono(channels_first: np.ndarray) -> np.ndarray:
 
 
 def decode_many(
-    paths: Iterable[str | os.PathLike], sample_rate: int, workers: int, prefetch: int = 4
-) -> Iterator[tuple[Path, Decoded | DecodeError]]:
+    paths: Iterable[str | os.PathLike],
+    sample_rate: int,
+    workers: int,
+    prefetch: int = 4,
+    transform: Callable[[Decoded], Any] | None = None,
+) -> Iterator[tuple[Path, Any]]:
     """Decode files in `workers` processes, yielding (path, result) in input order.
 
-    At most `prefetch * workers` decoded clips wait in memory, so memory stays bounded however
-    many files there are and however slow the consumer is. `workers=0` decodes in this process.
+    A result is a `Decoded`, or `transform(decoded)` when given (a picklable function run in the
+    worker, e.g. the feature cache's log-mel), or the `DecodeError` that explains the failure.
+    At most `prefetch * workers` results wait in memory, so memory stays bounded however many
+    files there are and however slow the consumer is. `workers=0` decodes in this process.
     """
     paths = [Path(p) for p in paths]
+    task = partial(_decode_or_error, sample_rate=sample_rate, transform=transform)
     if workers == 0:
         for path in paths:
-            yield path, _decode_or_error(path, sample_rate)
+            yield path, task(path)
         return
     import multiprocessing
 
@@ -157,7 +166,7 @@ def decode_many(
         todo = iter(paths)
         try:
             for path in todo:
-                pending.append((path, pool.submit(_decode_or_error, path, sample_rate)))
+                pending.append((path, pool.submit(task, path)))
                 if len(pending) >= prefetch * workers:
                     done_path, future = pending.popleft()
                     yield done_path, future.result()
@@ -169,9 +178,10 @@ def decode_many(
                 future.cancel()
 
 
-def _decode_or_error(path: Path, sample_rate: int) -> Decoded | DecodeError:
+def _decode_or_error(path: Path, sample_rate: int, transform: Callable | None) -> Any:
     try:
-        return decode(path, sample_rate)
+        decoded = decode(path, sample_rate)
+        return transform(decoded) if transform else decoded
     except DecodeError as error:
         return error
     except Exception as error:  # a decoder bug must cost one file, not the whole run

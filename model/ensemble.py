@@ -266,8 +266,7 @@ class Ensemble(nn.Module):
             if (key, chunk) not in chunk_cache:
                 frames = [config.frames(n) for n in lengths]
                 chunk_cache[key, chunk] = make_chunks(specs[key], frames, chunk)
-            chunks, owner = chunk_cache[key, chunk]
-            logits = mean_by_owner(self.networks[member.name](chunks).float(), owner, clips)
+            logits = clip_logits(self.networks[member.name], *chunk_cache[key, chunk], clips)
             member_log_probs.append(torch.log_softmax(logits, dim=1))
         mean_log_probs = torch.stack(member_log_probs).mean(dim=0)
         return torch.log_softmax(mean_log_probs / self.manifest.temperature, dim=1)
@@ -275,6 +274,16 @@ class Ensemble(nn.Module):
     def fallback_probabilities(self) -> np.ndarray:
         """The row for a clip without usable audio: the training class prior, floored."""
         return floor_probabilities(self.log_prior.exp().cpu().numpy()[None])[0]
+
+
+def clip_logits(
+    network: nn.Module, chunks: torch.Tensor, owner: torch.Tensor, clips: int, max_chunks: int = 64
+) -> torch.Tensor:
+    """A clip's logits: the mean of its chunks' logits (chunks from `chunking.make_chunks`).
+    Used by prediction and by training's evaluation alike. The network sees at most `max_chunks`
+    chunks at a time, which bounds activation memory whatever the batch of clips."""
+    logits = torch.cat([network(chunks[i : i + max_chunks]).float() for i in range(0, len(chunks), max_chunks)])
+    return mean_by_owner(logits, owner, clips)
 
 
 def floor_probabilities(probs: np.ndarray) -> np.ndarray:

@@ -134,3 +134,63 @@ def tiny_weights(tmp_path) -> Path:
     manifest = tiny_ensemble_manifest()
     save_ensemble(tmp_path / "weights", manifest, random_state_dicts(manifest))
     return tmp_path / "weights"
+
+
+# Four acoustically distinct synthetic "genres" for training tests.
+TOY_GENRES = ("Classical", "Electronic", "Hip-Hop", "Rock")
+
+
+def toy_clip(genre: str, seed: int, seconds: float = 3.0, rate: int = 22050) -> np.ndarray:
+    """Mono float32: Classical = soft high sines; Electronic = broadband clicks at 2-4 Hz;
+    Hip-Hop = low-passed noise with a sub-bass; Rock = a clipped low sawtooth chord."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    if genre == "Classical":
+        x = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(900, 2000, 3)) / 3
+    elif genre == "Electronic":
+        x = np.zeros_like(t)
+        period = int(rate / rng.uniform(2, 4))
+        for start in range(0, len(t), period):
+            x[start : start + 400] += rng.standard_normal(min(400, len(t) - start))
+    elif genre == "Hip-Hop":
+        noise = np.convolve(rng.standard_normal(len(t)), np.ones(40) / 40, mode="same") * 4
+        x = noise + 0.5 * np.sin(2 * np.pi * rng.uniform(40, 60) * t)
+    else:
+        x = sum(2 * ((f * t) % 1) - 1 for f in rng.uniform(80, 200) * np.array([1, 1.25, 1.5]))
+        x = np.clip(2 * x, -1, 1)
+    return (0.5 * x / (np.abs(x).max() + 1e-9)).astype(np.float32)
+
+
+def make_fma_dataset(root: Path, per_split=(16, 4, 4), seconds: float = 3.0) -> tuple[Path, Path]:
+    """fma_metadata/tracks.csv (FMA's two-row header) + fma_medium/XXX/XXXXXX.mp3 of toy genres,
+    plus one empty and one truncated mp3 in the training split."""
+    import pandas as pd
+
+    metadata, audio = root / "fma_metadata", root / "fma_medium"
+    metadata.mkdir(parents=True)
+    rows, track_id = [], 2
+    for split, count in zip(("training", "validation", "test"), per_split):
+        for genre in TOY_GENRES:
+            for _ in range(count):
+                path = audio / f"{track_id:06d}"[:3] / f"{track_id:06d}.mp3"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(path, toy_clip(genre, seed=track_id, seconds=seconds), 22050)
+                rows.append((track_id, "medium", split, genre, f"artist {track_id}"))
+                track_id += 1
+    for kind in ("empty", "truncated"):
+        path = audio / f"{track_id:06d}"[:3] / f"{track_id:06d}.mp3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "empty":
+            path.write_bytes(b"")
+        else:
+            sf.write(path, toy_clip("Rock", seed=track_id, seconds=seconds), 22050)
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        rows.append((track_id, "medium", "training", "Rock", f"artist {track_id}"))
+        track_id += 1
+    rows.append((track_id, "large", "training", "Rock", "not in medium"))  # filtered out by subset
+    columns = pd.MultiIndex.from_tuples([("set", "subset"), ("set", "split"), ("track", "genre_top"),
+                                         ("artist", "name")])
+    frame = pd.DataFrame([r[1:] for r in rows], index=pd.Index([r[0] for r in rows], name="track_id"),
+                         columns=columns)
+    frame.to_csv(metadata / "tracks.csv")
+    return metadata, audio

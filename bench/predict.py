@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Prediction throughput and memory on a generated payload, decode-only vs end-to-end side by side.
+
+    python bench/predict.py [--clips 300] [--members 3] [--device auto] [--workers N]
+
+Generates (once, cached under --payload) N clips of 30-s 44.1 kHz stereo mp3 (80 % CBR
+128-320 kbps, 20 % VBR), saves a randomly initialised ensemble of the size train.py ships by
+default, then times in one run:
+  1. decode only: every file through the decode workers, results discarded;
+  2. end to end: decode -> log-mel -> ensemble -> CSV, exactly what predict.py does.
+Peak memory is the largest sum of RSS over this process and its children, sampled every 0.2 s.
+Targets (issue 2): end-to-end >= 0.9 x decode-only on a GPU; >= 2 clips/s on 2 CPU cores;
+peak RSS <= 2 GB for 3,000 clips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from model.audio import decode_many  # noqa: E402
+
+
+def make_clip(args: tuple[Path, int]) -> None:
+    path, seed = args
+    if path.exists():
+        return
+    rng = np.random.default_rng(seed)
+    rate, seconds = 44100, 30
+    t = np.arange(rate * seconds) / rate
+    notes = rng.uniform(80, 1000, size=4)
+    music = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 2) * t))
+                for f in notes) / 6
+    audio = (music[:, None] + 0.05 * rng.standard_normal((len(t), 2))).astype(np.float32)
+    vbr = seed % 5 == 0
+    tmp = path.with_suffix(".tmp")
+    sf.write(tmp, audio, rate, format="MP3", bitrate_mode="VARIABLE" if vbr else "CONSTANT",
+             compression_level=float(rng.uniform(0, 0.6)))
+    tmp.rename(path)
+
+
+def make_payload(folder: Path, clips: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{i:05d}.mp3" for i in range(clips)]
+    todo = [(p, i) for i, p in enumerate(paths) if not p.exists()]
+    if todo:
+        print(f"generating {len(todo)} clips in {folder} (cached for later runs) ...", file=sys.stderr)
+        with ProcessPoolExecutor(os.cpu_count()) as pool:
+            list(pool.map(make_clip, todo, chunksize=8))
+    return paths
+
+
+def shipped_size_ensemble(folder: Path, members: int):
+    """Random weights in the default shape train.py writes (see model/training defaults)."""
+    import torch
+
+    from model.ensemble import Manifest, MemberSpec, save_ensemble
+    from model.genres import GENRES, fma_medium_prior
+    from model.networks import build_network
+    from model.spectrogram import SpectrogramConfig
+
+    config = SpectrogramConfig()
+    specs, states = [], {}
+    chunk_lengths = [3.0, 2.0, 4.0, 3.0, 2.0]
+    for i in range(members):
+        name = f"cnn{i}"
+        hparams = {"channels": [32, 64, 128, 256], "dropout": 0.3}
+        specs.append(MemberSpec(name=name, kind="cnn", architecture="short_chunk_resnet", hparams=hparams,
+                                spectrogram=config, chunk_seconds=chunk_lengths[i % 5]))
+        torch.manual_seed(i)
+        states[name] = build_network("short_chunk_resnet", config.n_mels, len(GENRES), hparams).state_dict()
+    manifest = Manifest(GENRES, config.sample_rate, 1.0, tuple(fma_medium_prior()), tuple(specs), "benchmark")
+    save_ensemble(folder, manifest, states)
+    params = sum(v.numel() for s in states.values() for v in s.values())
+    return folder, params
+
+
+class TreeMemory:
+    """Peak of the summed RSS of this process and its children, sampled in a thread."""
+
+    def __init__(self, interval: float = 0.2):
+        self.peak, self.interval, self._stop = 0, interval, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        me = os.getpid()
+        while not self._stop.is_set():
+            total = 0
+            for pid in [me, *self._children(me)]:
+                try:
+                    for line in open(f"/proc/{pid}/status"):
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1]) * 1024
+                except OSError:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    @staticmethod
+    def _children(pid: int) -> list[int]:
+        found = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    if int(open(f"/proc/{entry.name}/stat").read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry.name))
+                except (OSError, IndexError, ValueError):
+                    pass
+        return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=int, default=300)
+    parser.add_argument("--members", type=int, default=3)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--workers", type=int, default=min(5, len(os.sched_getaffinity(0))))
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--payload", type=Path, default=None, help="default: /tmp/fma-bench-payload-<clips>")
+    parser.add_argument("--skip-decode-only", action="store_true", help="only the end-to-end pass (memory runs)")
+    args = parser.parse_args()
+
+    import torch
+
+    from model.device import choose_device
+    from model.ensemble import load_ensemble
+    from model.inference import classify_files
+    from model.submission import file_id, write_submission
+
+    paths = make_payload(args.payload or Path(f"/tmp/fma-bench-payload-{args.clips}"), args.clips)
+    device, warning = choose_device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, params = shipped_size_ensemble(Path(tmp) / "weights", args.members)
+        ensemble = load_ensemble(weights, device)
+        rate = ensemble.manifest.sample_rate
+
+        decode_rate = None
+        if not args.skip_decode_only:
+            start = time.perf_counter()
+            for _ in decode_many(paths, rate, args.workers, prefetch=8):
+                pass
+            decode_rate = len(paths) / (time.perf_counter() - start)
+
+        with TreeMemory() as memory:
+            start = time.perf_counter()
+            predictions = list(classify_files(ensemble, paths, args.workers, args.batch_size))
+            write_submission(Path(tmp) / "out.csv", [file_id(p.path) for p in predictions],
+                             np.stack([p.probabilities for p in predictions]))
+            end_to_end_rate = len(paths) / (time.perf_counter() - start)
+    failures = sum(p.status != "ok" for p in predictions)
+
+    gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "-"
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores "
+          f"usable, GPU {gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"payload: {len(paths)} x 30-s 44.1 kHz stereo mp3; ensemble: {args.members} x short_chunk_resnet "
+          f"(32-64-128-256), {params / 1e6:.2f} M parameters in all; device {device}; "
+          f"{args.workers} decode workers; batch {args.batch_size}; {failures} failures")
+    print("| measure | value |\n|---|---|")
+    if decode_rate:
+        print(f"| decode only | {decode_rate:.1f} clips/s |")
+    print(f"| end to end (decode + log-mel + ensemble + CSV) | {end_to_end_rate:.1f} clips/s |")
+    if decode_rate:
+        print(f"| end-to-end / decode-only | {end_to_end_rate / decode_rate:.2f} |")
+    print(f"| peak RSS, process tree (end to end) | {memory.peak / 2**30:.2f} GiB |")
+    if warning:
+        print(warning)
+
+
+if __name__ == "__main__":
+    main()

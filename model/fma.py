@@ -1,0 +1,144 @@
+"""Labelled audio for training, from the three sources a user may have.
+
+1. FMA as unzipped: `fma_metadata/tracks.csv` (two-row header) + `fma_medium/000/000002.mp3`;
+   the medium subset, labels from ('track', 'genre_top'), the official artist-filtered split
+   from ('set', 'split').
+2. crowdAI's `train_labels.csv` (`track_id,genre`) + the same audio layout; no official split,
+   so a stratified train/validation/test split with a fixed seed (not artist-filtered: warned).
+3. Any CSV with `path,genre` columns (paths relative to the CSV's folder or absolute), split as 2.
+
+Every source becomes one table: key (track id or path), path, genre, split. Tracks whose audio is
+missing are listed and dropped; unknown genres and missing columns are errors that name the fix.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .genres import GENRES
+
+SPLITS = ("training", "validation", "test")
+
+# FMA-medium tracks whose mp3 holds no audio at all (every decoder fails) or is shorter than
+# 30 s (mdeff/fma issues). The cache records them like any undecodable file; listed for reports.
+FMA_NO_AUDIO = (1486, 5574, 65753, 80391, 98558, 98559, 98560, 98571, 99134, 105247, 108925, 126981,
+                127336, 133297, 143992)
+FMA_SHORT = (98565, 98566, 98567, 98568, 98569, 108924)
+
+
+class DataError(Exception):
+    """The labels or the audio folder are not what they should be; the message says how."""
+
+
+def audio_path(audio_dir: str | Path, track_id: int) -> Path:
+    """FMA layout: fma_medium/000/000002.mp3 for track 2."""
+    name = f"{int(track_id):06d}"
+    return Path(audio_dir) / name[:3] / f"{name}.mp3"
+
+
+def load_fma(metadata_dir: str | Path, audio_dir: str | Path, subset: str = "medium") -> pd.DataFrame:
+    """The official FMA subset with its artist-filtered split."""
+    path = Path(metadata_dir) / "tracks.csv"
+    if not path.is_file():
+        raise DataError(f"{path} not found: --metadata must be the unzipped fma_metadata/ folder")
+    tracks = pd.read_csv(path, index_col=0, header=[0, 1], low_memory=False)
+    needed = [("set", "subset"), ("set", "split"), ("track", "genre_top")]
+    missing = [f"{a}/{b}" for a, b in needed if (a, b) not in tracks.columns]
+    if missing:
+        raise DataError(f"{path} lacks column(s) {', '.join(missing)}: is it FMA's tracks.csv (rc1)?")
+    order = ["small", "medium", "large"]
+    if subset not in order:
+        raise DataError(f"unknown subset {subset!r}: use one of {order}")
+    in_subset = tracks[("set", "subset")].map({s: i for i, s in enumerate(order)}) <= order.index(subset)
+    tracks = tracks[in_subset & tracks[("track", "genre_top")].notna()]
+    table = pd.DataFrame({
+        "key": tracks.index.astype(str),
+        "path": [audio_path(audio_dir, tid) for tid in tracks.index],
+        "genre": tracks[("track", "genre_top")].astype(str).values,
+        "split": tracks[("set", "split")].astype(str).values,
+    })
+    _check_genres(table, path)
+    return _keep_existing_audio(table, Path(audio_dir))
+
+
+def load_crowdai_labels(labels_csv: str | Path, audio_dir: str | Path, seed: int = 0) -> pd.DataFrame:
+    """crowdAI's train_labels.csv (track_id,genre), randomly split 80/10/10 by genre."""
+    labels = _read_csv(labels_csv, ("track_id", "genre"))
+    table = pd.DataFrame({
+        "key": labels["track_id"].astype(int).astype(str),
+        "path": [audio_path(audio_dir, tid) for tid in labels["track_id"]],
+        "genre": labels["genre"].astype(str),
+    })
+    _check_genres(table, labels_csv)
+    table = _keep_existing_audio(table, Path(audio_dir))
+    return stratified_split(table, seed)
+
+
+def load_path_labels(labels_csv: str | Path, seed: int = 0) -> pd.DataFrame:
+    """Any `path,genre` CSV (an optional `split` column is honoured), for users' own data."""
+    labels = _read_csv(labels_csv, ("path", "genre"))
+    base = Path(labels_csv).resolve().parent
+    table = pd.DataFrame({
+        "key": labels["path"].astype(str),
+        "path": [Path(p) if Path(p).is_absolute() else base / p for p in labels["path"].astype(str)],
+        "genre": labels["genre"].astype(str),
+    })
+    _check_genres(table, labels_csv)
+    if "split" in labels.columns:
+        table["split"] = labels["split"].astype(str)
+        bad = sorted(set(table["split"]) - set(SPLITS))
+        if bad:
+            raise DataError(f"{labels_csv}: unknown split value(s) {bad}; use {list(SPLITS)}")
+        return _keep_existing_audio(table, None)
+    return stratified_split(_keep_existing_audio(table, None), seed)
+
+
+def stratified_split(table: pd.DataFrame, seed: int, fractions=(0.8, 0.1, 0.1)) -> pd.DataFrame:
+    """Per genre, shuffle with `seed` and cut into training/validation/test (each genre with >= 3
+    tracks gets at least one in every split). Not artist-filtered: scores will be optimistic."""
+    warnings.warn("no official split: using a random stratified split, which is not artist-filtered "
+                  "(tracks of one artist can land on both sides, so validation scores are optimistic)",
+                  stacklevel=2)
+    rng = np.random.default_rng(seed)
+    split = pd.Series("training", index=table.index)
+    for _, rows in table.groupby("genre"):
+        index = rng.permutation(rows.index.to_numpy())
+        n_val = max(1, round(fractions[1] * len(index))) if len(index) >= 3 else 0
+        n_test = max(1, round(fractions[2] * len(index))) if len(index) >= 3 else 0
+        split[index[:n_val]] = "validation"
+        split[index[n_val : n_val + n_test]] = "test"
+    return table.assign(split=split.values).reset_index(drop=True)
+
+
+def _read_csv(path: str | Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise DataError(f"labels file {path} not found")
+    frame = pd.read_csv(path)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path} lacks column(s) {missing}; it has {list(frame.columns)}")
+    return frame
+
+
+def _check_genres(table: pd.DataFrame, source) -> None:
+    unknown = sorted(set(table["genre"]) - set(GENRES))
+    if unknown:
+        raise DataError(f"{source}: unknown genre(s) {unknown}; labels must be among the 16 FMA genres {list(GENRES)}")
+
+
+def _keep_existing_audio(table: pd.DataFrame, audio_dir: Path | None) -> pd.DataFrame:
+    if audio_dir is not None and not audio_dir.is_dir():
+        raise DataError(f"audio folder {audio_dir} does not exist")
+    exists = table["path"].map(lambda p: Path(p).is_file())
+    if not exists.any():
+        layout = f" (expected FMA's layout {audio_path(audio_dir, 2)})" if audio_dir is not None else ""
+        raise DataError(f"none of the {len(table)} labelled tracks has an audio file{layout}")
+    if not exists.all():
+        missing = table.loc[~exists, "key"].tolist()
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        warnings.warn(f"{len(missing)} labelled track(s) have no audio file and are skipped: {shown}", stacklevel=3)
+    return table[exists].reset_index(drop=True)

@@ -1,0 +1,190 @@
+"""Training end to end on a tiny FMA-layout dataset of acoustically distinct synthetic genres."""
+
+import csv
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from conftest import REPO, TOY_GENRES, make_fma_dataset, toy_clip
+
+from model import fma
+from model.features import build_cache, cache_folder
+from model.genres import GENRES
+from model.spectrogram import SpectrogramConfig
+
+TINY = ["--channels", "8,16", "--batch-size", "8", "--lr", "3e-3", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("fma")
+    metadata, audio = make_fma_dataset(root, per_split=(12, 3, 3), seconds=2.5)
+    return {"root": root, "metadata": metadata, "audio": audio, "cache": root / "cache"}
+
+
+def train(dataset, out: Path, *extra: str, run_dir: Path | None = None, **popen) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO / "train.py"), "--cache", str(dataset["cache"]), "--out", str(out),
+               "--run-dir", str(run_dir or out.parent / f"run-{out.name}"), *TINY, *extra]
+    if not any(a in extra for a in ("--labels", "--metadata")):
+        command += ["--metadata", str(dataset["metadata"]), "--audio", str(dataset["audio"])]
+    return subprocess.run(command, capture_output=True, text=True, **popen)
+
+
+def member_hashes(weights: Path) -> list[str]:
+    manifest = json.loads((weights / "manifest.json").read_text())
+    return [m["sha256"] for m in manifest["members"]]
+
+
+def test_trained_ensemble_beats_the_prior_on_held_out_clips(dataset, tmp_path):
+    result = train(dataset, tmp_path / "weights", "--members", "2", "--epochs", "8", "--chunk-seconds", "1,1.5",
+                   "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"skipped \d+: empty file \(0 bytes\)", result.stderr)  # reported, not fatal
+    assert "| ensemble, T=" in result.stdout
+    manifest = json.loads((tmp_path / "weights" / "manifest.json").read_text())
+    assert [m["kind"] for m in manifest["members"]] == ["cnn", "cnn"]
+    assert [m["chunk_seconds"] for m in manifest["members"]] == [1.0, 1.5]
+    report = json.loads((tmp_path / "weights" / "report.json").read_text())
+    assert report["split"] == "test" and set(report["members"]) == {"cnn0", "cnn1"}
+    assert (tmp_path / "weights" / "confusion.png").stat().st_size > 10_000
+
+    payload, truth = tmp_path / "held_out", {}
+    payload.mkdir()
+    for genre in TOY_GENRES:
+        for seed in range(1000, 1004):
+            sf.write(payload / f"{genre}-{seed}.mp3", toy_clip(genre, seed, seconds=4.0), 22050)
+            truth[f"{genre}-{seed}"] = GENRES.index(genre)
+    (payload / "broken.mp3").write_bytes(b"")
+    out, report_path = tmp_path / "predictions.csv", tmp_path / "report.json"
+    result = subprocess.run([sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--out", str(out),
+                             "--weights", str(tmp_path / "weights"), "--device", "cpu", "--report", str(report_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    with open(out, newline="") as file:
+        rows = {row[0]: np.array(row[1:], dtype=float) for row in list(csv.reader(file))[1:]}
+    labels = np.array([truth[k] for k in truth])
+    probs = np.stack([rows[k] for k in truth])
+    model_loss = -np.mean(np.log(probs[np.arange(len(labels)), labels]))
+    prior = np.array(manifest["class_prior"])
+    prior_loss = -np.mean(np.log(prior[labels]))
+    assert model_loss < 0.5 * prior_loss, (model_loss, prior_loss)
+    assert (probs.argmax(axis=1) == labels).mean() >= 0.75
+    statuses = {e["file_id"]: e["status"] for e in json.loads(report_path.read_text())}
+    assert statuses["broken"] == "fallback"
+
+
+def test_resume_after_a_kill_reaches_the_same_ensemble(dataset, tmp_path):
+    arguments = ["--members", "1", "--epochs", "4", "--chunk-seconds", "1", "--workers", "0"]
+    straight = train(dataset, tmp_path / "straight", *arguments, run_dir=tmp_path / "run_straight")
+    assert straight.returncode == 0, straight.stderr
+
+    run_dir = tmp_path / "run_killed"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), "--cache", str(dataset["cache"]), "--out", str(tmp_path / "killed"),
+         "--run-dir", str(run_dir), *TINY, *arguments, "--metadata", str(dataset["metadata"]),
+         "--audio", str(dataset["audio"])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    checkpoint = run_dir / "cnn0.ckpt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists() and not (tmp_path / "killed" / "manifest.json").exists()
+
+    refused = train(dataset, tmp_path / "killed", *arguments, run_dir=run_dir)
+    assert refused.returncode == 2 and "pass --resume" in refused.stderr
+
+    resumed = train(dataset, tmp_path / "killed", *arguments, "--resume", run_dir=run_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after epoch" in resumed.stderr
+    assert member_hashes(tmp_path / "killed") == member_hashes(tmp_path / "straight")
+
+
+def test_cache_is_reused_keyed_by_config_and_resumable(dataset, tmp_path, monkeypatch, capsys):
+    tracks = fma.load_fma(dataset["metadata"], dataset["audio"])[["key", "path"]].head(12)
+    config = SpectrogramConfig(n_mels=40)
+    first = build_cache(tmp_path, config, tracks, workers=0)
+    assert (first.index["status"] == "ok").sum() == 12
+
+    # A crash after the last index save: the index lost its last rows, the data file has extra bytes.
+    folder = cache_folder(tmp_path, config)
+    index = pd.read_csv(folder / "index.csv", dtype={"key": str})
+    index.head(7).to_csv(folder / "index.csv", index=False)
+    with open(folder / "logmel.f16", "ab") as data:
+        data.write(b"\x00" * 1000)
+    resumed = build_cache(tmp_path, config, tracks, workers=0)
+    assert "5 to compute" in capsys.readouterr().err
+    for key in tracks["key"]:
+        assert np.array_equal(resumed.spectrogram(key), first.spectrogram(key))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a cached track was decoded again")
+
+    monkeypatch.setattr("model.features.decode_many", no_decoding)
+    again = build_cache(tmp_path, config, tracks, workers=0)
+    assert len(again.ok()) == 12
+    other = SpectrogramConfig(n_mels=48)
+    assert cache_folder(tmp_path, other) != folder
+    monkeypatch.undo()
+    assert build_cache(tmp_path, other, tracks, workers=0).data.shape[1] == 48
+
+
+def test_crowdai_and_own_labels_train(dataset, tmp_path):
+    tracks = fma.load_fma(dataset["metadata"], dataset["audio"])
+    labels = tmp_path / "train_labels.csv"
+    tracks.assign(track_id=tracks["key"].astype(int))[["track_id", "genre"]].to_csv(labels, index=False)
+    arguments = ["--members", "1", "--epochs", "2", "--chunk-seconds", "1", "--workers", "0"]
+    crowdai = train(dataset, tmp_path / "crowdai", "--labels", str(labels), "--audio", str(dataset["audio"]), *arguments)
+    assert crowdai.returncode == 0, crowdai.stderr
+    assert "not artist-filtered" in crowdai.stderr
+
+    own = tmp_path / "own.csv"
+    pd.DataFrame({"path": [str(Path(p).relative_to(dataset["root"])) for p in tracks["path"]],
+                  "genre": tracks["genre"]}).to_csv(own, index=False)
+    moved = dataset["root"] / "own.csv"  # paths are relative to the labels file's folder
+    moved.write_text(own.read_text())
+    mine = train(dataset, tmp_path / "own", "--labels", str(moved), *arguments)
+    assert mine.returncode == 0, mine.stderr
+    assert json.loads((tmp_path / "own" / "manifest.json").read_text())["members"][0]["kind"] == "cnn"
+
+
+def test_data_errors_name_the_problem(dataset, tmp_path):
+    bad_columns = tmp_path / "labels.csv"
+    bad_columns.write_text("id,label\n2,Rock\n")
+    with pytest.raises(fma.DataError, match=r"lacks column\(s\) \['track_id', 'genre'\]"):
+        fma.load_crowdai_labels(bad_columns, dataset["audio"])
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("track_id,genre\n2,Disco\n")
+    with pytest.raises(fma.DataError, match=r"unknown genre\(s\) \['Disco'\]"):
+        fma.load_crowdai_labels(unknown, dataset["audio"])
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "000002.mp3").write_bytes(b"x")  # no 000/ sub-folder: the wrong layout
+    good = tmp_path / "good.csv"
+    good.write_text("track_id,genre\n2,Rock\n")
+    with pytest.raises(fma.DataError, match="expected FMA's layout .*000/000002.mp3"):
+        fma.load_crowdai_labels(good, flat)
+    with pytest.warns(UserWarning, match=r"1 labelled track\(s\) have no audio file and are skipped: 99999"):
+        fma.load_crowdai_labels(_with_extra_row(tmp_path, dataset), dataset["audio"])
+    result = train(dataset, tmp_path / "w", "--metadata", str(tmp_path), "--audio", str(dataset["audio"]))
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "tracks.csv not found" in result.stderr
+
+
+def _with_extra_row(tmp_path, dataset) -> Path:
+    tracks = fma.load_fma(dataset["metadata"], dataset["audio"])
+    path = tmp_path / "extra.csv"
+    frame = pd.DataFrame({"track_id": tracks["key"].astype(int), "genre": tracks["genre"]})
+    pd.concat([frame, pd.DataFrame({"track_id": [99999], "genre": ["Rock"]})]).to_csv(path, index=False)
+    return path
+
