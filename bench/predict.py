@@ -20,47 +20,16 @@ import os
 import platform
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from model.audio import decode_many  # noqa: E402
-
-
-def make_clip(args: tuple[Path, int]) -> None:
-    path, seed = args
-    if path.exists():
-        return
-    rng = np.random.default_rng(seed)
-    rate, seconds = 44100, 30
-    t = np.arange(rate * seconds) / rate
-    notes = rng.uniform(80, 1000, size=4)
-    music = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 2) * t))
-                for f in notes) / 6
-    audio = (music[:, None] + 0.05 * rng.standard_normal((len(t), 2))).astype(np.float32)
-    vbr = seed % 5 == 0
-    tmp = path.with_suffix(".tmp")
-    sf.write(tmp, audio, rate, format="MP3", bitrate_mode="VARIABLE" if vbr else "CONSTANT",
-             compression_level=float(rng.uniform(0, 0.6)))
-    tmp.rename(path)
-
-
-def make_payload(folder: Path, clips: int) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{i:05d}.mp3" for i in range(clips)]
-    todo = [(p, i) for i, p in enumerate(paths) if not p.exists()]
-    if todo:
-        print(f"generating {len(todo)} clips in {folder} (cached for later runs) ...", file=sys.stderr)
-        with ProcessPoolExecutor(os.cpu_count()) as pool:
-            list(pool.map(make_clip, todo, chunksize=8))
-    return paths
+from common import UNIQUE_CLIPS, PeriodicSampler, make_payload  # noqa: E402
 
 
 def shipped_size_ensemble(folder: Path, members: int):
@@ -88,34 +57,23 @@ def shipped_size_ensemble(folder: Path, members: int):
     return folder, params
 
 
-class TreeMemory:
-    """Peak of the summed RSS of this process and its children, sampled in a thread."""
+class TreeMemory(PeriodicSampler):
+    """Peak of the summed RSS of this process and its children, sampled every 0.2 s."""
 
-    def __init__(self, interval: float = 0.2):
-        self.peak, self.interval, self._stop = 0, interval, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    def __init__(self):
+        super().__init__(interval=0.2)
+        self.peak = 0
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self):
-        me = os.getpid()
-        while not self._stop.is_set():
-            total = 0
-            for pid in [me, *self._children(me)]:
-                try:
-                    for line in open(f"/proc/{pid}/status"):
-                        if line.startswith("VmRSS:"):
-                            total += int(line.split()[1]) * 1024
-                except OSError:
-                    pass
-            self.peak = max(self.peak, total)
-            self._stop.wait(self.interval)
+    def sample(self) -> None:
+        total = 0
+        for pid in [os.getpid(), *self._children(os.getpid())]:
+            try:
+                for line in open(f"/proc/{pid}/status"):
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                pass
+        self.peak = max(self.peak, total)
 
     @staticmethod
     def _children(pid: int) -> list[int]:
@@ -137,7 +95,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--workers", type=int, default=min(5, len(os.sched_getaffinity(0))))
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--payload", type=Path, default=None, help="default: /tmp/fma-bench-payload-<clips>")
+    parser.add_argument("--payload", type=Path, default=Path("/tmp/fma-bench-payload"),
+                        help="cached generated clips (default /tmp/fma-bench-payload)")
     parser.add_argument("--skip-decode-only", action="store_true", help="only the end-to-end pass (memory runs)")
     args = parser.parse_args()
 
@@ -148,7 +107,7 @@ def main() -> None:
     from model.inference import classify_files
     from model.submission import file_id, write_submission
 
-    paths = make_payload(args.payload or Path(f"/tmp/fma-bench-payload-{args.clips}"), args.clips)
+    paths = make_payload(args.payload, args.clips)
     device, warning = choose_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         weights, params = shipped_size_ensemble(Path(tmp) / "weights", args.members)
@@ -173,7 +132,8 @@ def main() -> None:
     gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "-"
     print(f"\nmachine: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores "
           f"usable, GPU {gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"payload: {len(paths)} x 30-s 44.1 kHz stereo mp3; ensemble: {args.members} x short_chunk_resnet "
+    unique = min(len(paths), UNIQUE_CLIPS)
+    print(f"payload: {len(paths)} x 30-s 44.1 kHz stereo mp3 ({unique} distinct); ensemble: {args.members} x short_chunk_resnet "
           f"(32-64-128-256), {params / 1e6:.2f} M parameters in all; device {device}; "
           f"{args.workers} decode workers; batch {args.batch_size}; {failures} failures")
     print("| measure | value |\n|---|---|")

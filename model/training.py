@@ -161,14 +161,16 @@ def train_member(
             loss.backward()
             optimizer.step()
             losses.append(loss.detach())
-        train_loss = torch.stack(losses).mean().item()
+        train_loss = torch.stack(losses).mean().item()  # one sync per epoch, not per step
+        train_seconds = time.perf_counter() - start
         log_probs = predict_clips(network, store, valid, chunk, correction=None)
         valid_loss = F.nll_loss(log_probs, valid.labels.to(log_probs.device)).item()
         if valid_loss < state["best_loss"]:
             state.update(best_loss=valid_loss, best_epoch=epoch, best_state=_cpu_copy(network.state_dict()))
         state["epoch"] = epoch
         state["history"].append({"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss,
-                                 "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start})
+                                 "lr": optimizer.param_groups[0]["lr"], "train_seconds": train_seconds,
+                                 "seconds": time.perf_counter() - start, "crops": steps_per_epoch * config.batch_size})
         print(f"{config.name} epoch {epoch:3d}: train {train_loss:.3f}  valid log loss {valid_loss:.3f}"
               f"{'  *' if state['best_epoch'] == epoch else ''}  ({time.perf_counter() - start:.1f} s)",
               file=sys.stderr)

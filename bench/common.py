@@ -1,0 +1,77 @@
+"""What both benchmarks share: the generated payload and a background sampler.
+
+The payload: 30-s 44.1 kHz stereo mp3s, made once and cached. 300 distinct clips (80 % CBR, 20 % VBR, random LAME compression levels) of drifting tones plus
+noise; larger payloads hard-link these under new names, since neither speed nor memory depends
+on the clips being distinct.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+def make_clip(args: tuple[Path, int]) -> None:
+    path, seed = args
+    if path.exists():
+        return
+    rng = np.random.default_rng(seed)
+    rate, seconds = 44100, 30
+    t = np.arange(rate * seconds) / rate
+    notes = rng.uniform(80, 1000, size=4)
+    music = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 2) * t))
+                for f in notes) / 6
+    audio = (music[:, None] + 0.05 * rng.standard_normal((len(t), 2))).astype(np.float32)
+    vbr = seed % 5 == 0
+    tmp = path.with_suffix(".tmp")
+    sf.write(tmp, audio, rate, format="MP3", bitrate_mode="VARIABLE" if vbr else "CONSTANT",
+             compression_level=float(rng.uniform(0, 0.6)))
+    tmp.rename(path)
+
+
+UNIQUE_CLIPS = 300
+
+
+def make_payload(folder: Path, clips: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{i:05d}.mp3" for i in range(clips)]
+    todo = [(p, i) for i, p in enumerate(paths[:UNIQUE_CLIPS]) if not p.exists()]
+    if todo:
+        print(f"generating {len(todo)} clips in {folder} (cached for later runs) ...", file=sys.stderr)
+        with ProcessPoolExecutor(os.cpu_count()) as pool:
+            list(pool.map(make_clip, todo, chunksize=8))
+    for i, path in enumerate(paths[UNIQUE_CLIPS:], start=UNIQUE_CLIPS):
+        if not path.exists():
+            os.link(paths[i % UNIQUE_CLIPS], path)
+    return paths
+
+
+
+
+class PeriodicSampler:
+    """Calls `sample()` every `interval` seconds in a thread, between __enter__ and __exit__;
+    a `sample()` that returns False stops the sampling."""
+
+    def __init__(self, interval: float):
+        self.interval, self._stop = interval, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> bool | None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        while not self._stop.is_set() and self.sample() is not False:
+            self._stop.wait(self.interval)

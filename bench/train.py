@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Training-side throughput on generated clips, projected to FMA-medium.
+
+    python bench/train.py [--clips 300] [--device auto] [--epochs 2]
+
+Uses the cached payload of bench/predict.py (30-s 44.1 kHz stereo mp3s) with random genre labels
+(speed does not depend on what the labels mean) and measures, in one run:
+  1. decode only, through the decode workers;
+  2. building the feature cache (decode + log-mel + write), same workers -> ratio to 1 (target >= 0.8);
+  3. training one member of the default shape: crops/s (second epoch, after warm-up), the time to
+     score a validation clip, host peak RSS, and mean GPU utilisation when on a GPU;
+and projects the wall time of the README's training command on FMA-medium (25,000 clips:
+19,922 train / 2,505 validation) from those rates, for the given number of members and epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from common import PeriodicSampler, make_payload  # noqa: E402
+
+FMA_TRAIN, FMA_VALID, FMA_CLIPS = 19_922, 2_505, 25_000
+
+
+class GpuUtilisation(PeriodicSampler):
+    """Mean of nvidia-smi's utilization.gpu, sampled every 0.5 s (None without a GPU)."""
+
+    def __init__(self):
+        super().__init__(interval=0.5)
+        self.samples = []
+
+    def sample(self) -> bool:
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=5).stdout
+            self.samples.append(float(out.split()[0]))
+            return True
+        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+            return False
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self.samples)) if self.samples else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=int, default=300)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--train-clips", type=int, default=None, help="crops per measured epoch (default: all clips)")
+    parser.add_argument("--members", type=int, default=3, help="for the projection (default 3)")
+    parser.add_argument("--epochs", type=int, default=40, help="for the projection (default 40, the train.py default)")
+    parser.add_argument("--payload", type=Path, default=Path("/tmp/fma-bench-payload"))
+    args = parser.parse_args()
+
+    import torch
+
+    from model.audio import decode_many
+    from model.device import choose_device
+    from model.features import build_cache
+    from model.genres import GENRES
+    from model.spectrogram import SpectrogramConfig
+    from model.training import ClipSet, FeatureStore, MemberConfig, train_member
+
+    paths = make_payload(args.payload, args.clips)
+    config = SpectrogramConfig()
+    device, _ = choose_device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        for _ in decode_many(paths, config.sample_rate, args.workers, prefetch=8):
+            pass
+        decode_rate = len(paths) / (time.perf_counter() - start)
+
+        tracks = pd.DataFrame({"key": [p.stem for p in paths], "path": paths})
+        start = time.perf_counter()
+        cache = build_cache(Path(tmp) / "cache", config, tracks, args.workers)
+        cache_rate = len(paths) / (time.perf_counter() - start)
+        gigabytes_per_clip = cache.data.nbytes / len(cache.ok()) / 1e9
+
+        ok = cache.ok()
+        rng = np.random.default_rng(0)
+        n_train = args.train_clips or len(ok)
+        train_rows = ok.iloc[rng.integers(0, len(ok), n_train)]
+        valid_rows = ok.iloc[: min(64, len(ok))]
+
+        def clip_set(rows) -> ClipSet:
+            return ClipSet(torch.tensor(rows["offset"].values), torch.tensor(rows["frames"].values),
+                           torch.tensor(rng.integers(0, len(GENRES), len(rows))))
+
+        store = FeatureStore(cache.data, device)
+        member = MemberConfig(name="bench", epochs=2, batch_size=args.batch_size, patience=10)
+        with GpuUtilisation() as gpu:
+            _, history = train_member(member, store, clip_set(train_rows), clip_set(valid_rows),
+                                      config.seconds_to_frames(member.chunk_seconds), Path(tmp) / "bench.ckpt")
+    last = history[-1]
+    crops_per_second = last["crops"] / last["train_seconds"]
+    valid_seconds_per_clip = (last["seconds"] - last["train_seconds"]) / len(valid_rows)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+    epoch_seconds = FMA_TRAIN / crops_per_second + FMA_VALID * valid_seconds_per_clip
+    projected = FMA_CLIPS / cache_rate + args.members * args.epochs * epoch_seconds
+    gpu_name = torch.cuda.get_device_name(0) if device.type == "cuda" else "-"
+    print(f"\nmachine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, GPU {gpu_name}; "
+          f"torch {torch.__version__}; device {device}; {args.workers} workers")
+    print(f"data: {len(paths)} x 30-s 44.1 kHz stereo mp3; member: short_chunk_resnet 32-64-128-256, "
+          f"3-s crops, batch {args.batch_size}; features {'on the GPU' if store.on_device else 'memory-mapped'}")
+    print("| measure | value |\n|---|---|")
+    print(f"| decode only | {decode_rate:.1f} clips/s |")
+    print(f"| feature cache build (decode + log-mel + write) | {cache_rate:.1f} clips/s |")
+    print(f"| cache build / decode only | {cache_rate / decode_rate:.2f} |")
+    print(f"| cache size per 30-s clip (fp16) | {gigabytes_per_clip * 1e3:.2f} MB -> "
+          f"{gigabytes_per_clip * FMA_CLIPS:.1f} GB for FMA-medium |")
+    print(f"| training | {crops_per_second:.1f} crops/s |")
+    print(f"| validation scoring | {1 / valid_seconds_per_clip:.1f} clips/s |")
+    if gpu.mean is not None:
+        print(f"| GPU utilisation while training | {gpu.mean:.0f} % |")
+    print(f"| host peak RSS | {peak_rss:.2f} GiB |")
+    print(f"| projected: cache + {args.members} members x {args.epochs} epochs on FMA-medium | "
+          f"{projected / 60:.0f} min (no early stopping) |")
+
+
+if __name__ == "__main__":
+    main()
