@@ -74,8 +74,7 @@ def build_cache(
         data.truncate(covered * bytes_per_frame)  # drop what a crash wrote after the last index save
 
     done = set(index["key"])
-    todo = tracks[~tracks["key"].astype(str).isin(done)]
-    keys = dict(zip(map(str, todo["path"]), todo["key"].astype(str)))
+    todo = tracks[~tracks["key"].astype(str).isin(done)].drop_duplicates("key")
     print(f"feature cache {folder}: {len(done)} tracks cached, {len(todo)} to compute", file=sys.stderr)
     start, rows, failed = time.perf_counter(), [], 0
     if len(todo):
@@ -83,9 +82,8 @@ def build_cache(
                                                    mininterval=1.0, dynamic_ncols=True) as progress:
             offset = data.tell() // bytes_per_frame
             transform = partial(log_mel_features, config=config)
-            for path, result in decode_many(todo["path"], config.sample_rate, workers, prefetch=8,
-                                            transform=transform):
-                key = keys[str(path)]
+            results = decode_many(todo["path"], config.sample_rate, workers, prefetch=8, transform=transform)
+            for key, (_, result) in zip(todo["key"].astype(str), results):  # results come in input order
                 if isinstance(result, np.ndarray):
                     data.write(result.tobytes())
                     rows.append((key, offset, len(result), "ok", ""))
