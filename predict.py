@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         write_submission(args.out, [file_id(p.path) for p in ordered], probabilities)
         if args.report:
             write_atomic(args.report, json.dumps([report_entry(p) for p in ordered], indent=1).encode())
-    except OSError as error:
+    except (OSError, ValueError) as error:  # ValueError: the CSV would be invalid (e.g. duplicate ids)
         die(prog, f"cannot write output: {error}")
     summarise(ordered, device, elapsed, args.out)
     return 0

@@ -40,9 +40,11 @@ def audio_path(audio_dir: str | Path, track_id: int) -> Path:
     return Path(audio_dir) / name[:3] / f"{name}.mp3"
 
 
-def load_fma(metadata_dir: str | Path, audio_dir: str | Path, subset: str = "medium") -> pd.DataFrame:
-    """The official FMA subset with its artist-filtered split."""
-    path = Path(metadata_dir) / "tracks.csv"
+def read_tracks(metadata: str | Path, subset: str = "medium") -> pd.DataFrame:
+    """FMA's tracks.csv (a file, or the fma_metadata/ folder holding it) -> key, genre, split
+    for the tracks of `subset` (and the smaller subsets inside it) that have a top genre."""
+    path = Path(metadata)
+    path = path / "tracks.csv" if path.is_dir() else path
     if not path.is_file():
         raise DataError(f"{path} not found: --metadata must be the unzipped fma_metadata/ folder")
     tracks = pd.read_csv(path, index_col=0, header=[0, 1], low_memory=False)
@@ -57,11 +59,17 @@ def load_fma(metadata_dir: str | Path, audio_dir: str | Path, subset: str = "med
     tracks = tracks[in_subset & tracks[("track", "genre_top")].notna()]
     table = pd.DataFrame({
         "key": tracks.index.astype(str),
-        "path": [audio_path(audio_dir, tid) for tid in tracks.index],
         "genre": tracks[("track", "genre_top")].astype(str).values,
         "split": tracks[("set", "split")].astype(str).values,
     })
     _check_genres(table, path)
+    return table
+
+
+def load_fma(metadata_dir: str | Path, audio_dir: str | Path, subset: str = "medium") -> pd.DataFrame:
+    """The official FMA subset with its artist-filtered split, for tracks whose audio exists."""
+    table = read_tracks(metadata_dir, subset)
+    table.insert(1, "path", [audio_path(audio_dir, int(key)) for key in table["key"]])
     return _keep_existing_audio(table, Path(audio_dir))
 
 
@@ -114,10 +122,10 @@ def stratified_split(table: pd.DataFrame, seed: int, fractions=(0.8, 0.1, 0.1)) 
     return table.assign(split=split.values).reset_index(drop=True)
 
 
-def _read_csv(path: str | Path, columns: tuple[str, ...]) -> pd.DataFrame:
+def _read_csv(path: str | Path, columns: tuple[str, ...], **read_options) -> pd.DataFrame:
     if not Path(path).is_file():
         raise DataError(f"labels file {path} not found")
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(path, **read_options)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(f"{path} lacks column(s) {missing}; it has {list(frame.columns)}")
@@ -142,3 +150,37 @@ def _keep_existing_audio(table: pd.DataFrame, audio_dir: Path | None) -> pd.Data
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         warnings.warn(f"{len(missing)} labelled track(s) have no audio file and are skipped: {shown}", stacklevel=3)
     return table[exists].reset_index(drop=True)
+
+
+def read_labels(path: str | Path, split: str | None = "test", subset: str = "medium") -> dict[str, str]:
+    """Ground truth for scoring, as {file_id: genre}, from whichever of three files `path` is:
+    FMA's tracks.csv (the given `split` of `subset`), crowdAI's `track_id,genre`, or `file_id,genre`.
+    Track ids are normalised ("000002" and "2" are the same track); no audio is needed."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"labels file {path} not found")
+    with open(path, encoding="utf-8") as file:
+        first = file.readline()
+    if first.startswith(",") and "track" in first:  # FMA's multi-row header
+        table = read_tracks(path, subset)
+        if split is not None:
+            if split not in SPLITS:
+                raise DataError(f"unknown split {split!r}; use one of {list(SPLITS)}")
+            table = table[table["split"] == split]
+        return dict(zip(table["key"].map(normalise_id), table["genre"]))
+    columns = pd.read_csv(path, nrows=0).columns
+    id_column = "track_id" if "track_id" in columns else "file_id"
+    _read_csv(path, (id_column, "genre"), nrows=0)  # names the missing columns, if any
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    _check_genres(frame, path)
+    ids = frame[id_column].map(normalise_id)
+    repeated = sorted(ids[ids.duplicated()].unique())
+    if repeated:
+        raise DataError(f"{path}: file id(s) labelled more than once: {', '.join(repeated[:20])}")
+    return dict(zip(ids, frame["genre"]))
+
+
+def normalise_id(file_id: str) -> str:
+    """FMA track ids appear as 2 or 000002: compare them as numbers; anything else as is."""
+    text = str(file_id)
+    return str(int(text)) if text.isdigit() else text
