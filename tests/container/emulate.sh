@@ -45,6 +45,9 @@ else
   "$work/venv/bin/python" -m pip install -q --disable-pip-version-check -r "$home/requirements.txt"
 fi
 
+echo "== 3. postBuild"
+(cd "$home" && env -i HOME="$home" PATH="$work/venv/bin:/usr/bin:/bin" ./postBuild) || fail "postBuild"
+
 out="$work/out"
 mkdir -p "$out"
 chmod 1777 "$out"
@@ -53,6 +56,7 @@ if command -v bwrap >/dev/null && [[ $(id -u) == 0 ]]; then sandbox=bwrap
 elif [[ $(id -u) == 0 ]] && unshare -n true 2>/dev/null; then sandbox=unshare
 fi
 if [[ $sandbox == bwrap ]]; then netlog=/tmp/network.log; else netlog="$out/network.log"; fi
+# Installed after postBuild (which has the network in repo2docker): it watches the grader run only.
 cat > "$site/sitecustomize.py" <<PY
 # Emulation only: log every attempt to reach the network, from any Python process.
 import socket, sys
@@ -63,9 +67,6 @@ def _log_network(event, args):
             log.write(f"{event} {args[1:]!r} from {sys.argv}\n")
 sys.addaudithook(_log_network)
 PY
-
-echo "== 3. postBuild"
-(cd "$home" && env -i HOME="$home" PATH="$work/venv/bin:/usr/bin:/bin" ./postBuild) || fail "postBuild"
 
 echo "== 4. payload"
 payload="$work/payload"
@@ -82,6 +83,8 @@ case $sandbox in
     run=(bwrap --ro-bind / / --dev /dev --proc /proc --tmpfs /home --bind "$home" /home/crowdai
          --ro-bind "$payload" /crowdai-payload --bind "$out" /tmp --unshare-net --unshare-user
          --uid 1001 --gid 1001 --die-with-parent --chdir / --clearenv)
+    # borrowed packages may live under /tmp, which the sandbox replaces: bind them back
+    if [[ -n $reuse_site ]]; then run+=(--ro-bind "$reuse_site" "$reuse_site"); fi
     for pair in "${grader_env[@]}"; do run+=(--setenv "${pair%%=*}" "${pair#*=}"); done
     run+=(-- /home/crowdai/run.sh)
     csv="$out/output.csv" ;;
