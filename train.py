@@ -84,12 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("always")
     warnings.formatwarning = lambda message, *_: f"warning: {message}\n"
     try:
-        if args.metadata:
-            tracks = fma.load_fma(args.metadata, args.audio, args.subset)
-        elif args.audio:
-            tracks = fma.load_crowdai_labels(args.labels, args.audio, args.seed)
-        else:
-            tracks = fma.load_path_labels(args.labels, args.seed)
+        tracks = fma.load_labelled_audio(args.metadata, args.audio, args.labels, args.subset, args.seed)
     except fma.DataError as error:
         die(prog, str(error))
     counts = tracks["split"].value_counts()

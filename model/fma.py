@@ -105,6 +105,19 @@ def load_path_labels(labels_csv: str | Path, seed: int = 0) -> pd.DataFrame:
     return stratified_split(_keep_existing_audio(table, None), seed)
 
 
+def load_labelled_audio(metadata: str | None, audio: str | None, labels: str | None,
+                        subset: str = "medium", seed: int = 0) -> pd.DataFrame:
+    """The training table from whichever source the user gave (see the module docstring):
+    --metadata + --audio (FMA), --labels + --audio (crowdAI), or --labels alone (path,genre)."""
+    if metadata:
+        if not audio:
+            raise DataError("--metadata needs --audio (the unzipped fma_medium/ folder)")
+        return load_fma(metadata, audio, subset)
+    if not labels:
+        raise DataError("give --metadata and --audio (FMA), or --labels (with --audio for crowdAI's track_id,genre)")
+    return load_crowdai_labels(labels, audio, seed) if audio else load_path_labels(labels, seed)
+
+
 def stratified_split(table: pd.DataFrame, seed: int, fractions=(0.8, 0.1, 0.1)) -> pd.DataFrame:
     """Per genre, shuffle with `seed` and cut into training/validation/test (each genre with >= 3
     tracks gets at least one in every split). Not artist-filtered: scores will be optimistic."""

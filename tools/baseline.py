@@ -62,12 +62,7 @@ def main(argv=None) -> int:
     warnings.formatwarning = lambda message, *_: f"warning: {message}\n"
     if args.command == "train":
         try:
-            if args.metadata:
-                tracks = fma.load_fma(args.metadata, args.audio)
-            elif args.audio:
-                tracks = fma.load_crowdai_labels(args.labels, args.audio, args.seed)
-            else:
-                tracks = fma.load_path_labels(args.labels, args.seed)
+            tracks = fma.load_labelled_audio(args.metadata, args.audio, args.labels, seed=args.seed)
         except fma.DataError as error:
             die(prog, str(error))
         table, failed = baseline.feature_table(tracks[["key", "path"]], Path(args.cache), args.workers)
