@@ -8,9 +8,16 @@ One module per idea, shared by `predict.py` and `train.py`:
 - `chunking`     a clip's spectrogram -> fixed-length chunks, and chunk outputs -> clip outputs
 - `networks`     the CNN architectures that score one chunk
 - `ensemble`     the ensemble on disk (manifest + state dicts) and in memory
+- `inference`    files -> decode workers -> ensemble batches -> one prediction per file
 - `device`       picking a device that can actually run kernels
-- `submission`   the grader's CSV, written atomically
-- `cli`          small argparse helpers shared by the command-line scripts
+- `submission`   the grader's contract: which files get rows, the CSV, its validator
+- `fma`          FMA / crowdAI / own labels -> one training table; labels for scoring
+- `features`     the resumable log-mel cache for training
+- `training`     the training loop of one ensemble member
+- `calibration`  one temperature for the ensemble
+- `metrics`      log loss, macro F1, ECE, confusion matrix
+- `handcrafted`, `baseline`  the FMA paper's 518 features and the scikit-learn baseline
+- `atomic`, `cli`  atomic file writes; argparse helpers shared by the scripts
 
 Importing the package itself imports nothing heavy, so decode workers start fast.
 """

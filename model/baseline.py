@@ -21,10 +21,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from .atomic import write_atomic
-from .audio import Decoded, DecodeError, decode_many
+from .audio import Decoded, DecodeError, decode_many, unusable_reason
 from .genres import GENRES
 from .handcrafted import FEATURE_NAMES, SAMPLE_RATE, fma_features
-from .inference import unusable_reason
 
 _PART_SIZE = 256
 MODELS = ("svm", "gbm")

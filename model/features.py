@@ -30,8 +30,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .atomic import write_atomic
-from .audio import Decoded, DecodeError, decode_many
-from .inference import unusable_reason
+from .audio import Decoded, DecodeError, decode_many, unusable_reason
 from .spectrogram import LogMel, SpectrogramConfig
 
 FEATURES_VERSION = 1  # bump when decoding or the log-mel changes in a way that alters the numbers

@@ -16,15 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import Decoded, DecodeError, decode_many
+from .audio import Decoded, DecodeError, decode_many, unusable_reason
 from .ensemble import Ensemble, floor_probabilities
-
-# A clip quieter than this RMS level throughout carries no usable music (the grader's secret set
-# has 7 silent or near-silent noise files): -60 dBFS.
-SILENCE_RMS = 10 ** (-60 / 20)
-# Shorter clips are too short to judge (the secret set's shortest real clip is 7.45 s).
-MIN_SECONDS = 1.0
-
 
 @dataclass(frozen=True)
 class Prediction:
@@ -34,18 +27,6 @@ class Prediction:
     seconds: float  # decoded duration (0 when nothing decoded)
     decoder: str | None  # which decoder produced the audio
     reason: str | None  # why the prior was used, for fallbacks
-
-
-def unusable_reason(decoded: Decoded) -> str | None:
-    """Why a decoded clip cannot be classified, or None if it can."""
-    if decoded.seconds < MIN_SECONDS:
-        return f"too short ({decoded.seconds:.2f} s < {MIN_SECONDS} s)"
-    rms = float(np.sqrt(np.mean(np.square(decoded.audio, dtype=np.float64))))
-    if rms == 0:
-        return "silent (digital silence)"
-    if rms < SILENCE_RMS:
-        return f"silent (RMS {20 * np.log10(rms):.0f} dBFS < -60 dBFS)"
-    return None
 
 
 def classify_files(

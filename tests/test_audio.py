@@ -5,8 +5,7 @@ import pytest
 import soundfile as sf
 from conftest import dominant_frequency, signal, write_mp3, write_vbr_without_xing
 
-from model.audio import DecodeError, decode, decode_many
-from model.inference import unusable_reason
+from model.audio import DecodeError, decode, decode_many, unusable_reason
 
 RATE = 16000
 
