@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None) -> object:
     parser.add_argument("--batch-size", type=positive_int, default=16, help="clips per forward pass (default: 16)")
     parser.add_argument("--report", default=None,
                         help="also write a JSON list with each file's status, duration, decoder and reason")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the predictions an interrupted run journaled beside --out")
     return parser.parse_args(argv)
 
 
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     from model.atomic import write_atomic
     from model.device import DeviceError, choose_device
     from model.ensemble import ManifestError, load_ensemble
-    from model.inference import classify_files
+    from model.inference import Prediction, classify_files
+    from model.journal import Journal, file_signature, journal_path, read_journal, weights_signature
     from model.submission import write_submission
 
     prog = "predict.py"
@@ -81,13 +84,34 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(paths)} mp3 files in {payload}; ensemble: {members}; device: {device}; "
           f"{workers} decode workers", file=sys.stderr)
 
-    start = time.perf_counter()
+    # Finished predictions are journaled beside the output, so an interrupted run can be resumed.
+    journal_file, weights = journal_path(args.out), weights_signature(args.weights)
+    reusable = read_journal(journal_file, weights) if args.resume else {}
+    if journal_file.exists() and not args.resume:
+        print(f"note: {journal_file} is left from an interrupted run; pass --resume to reuse it. "
+              "Starting afresh.", file=sys.stderr)
     predictions = {}
-    progress = tqdm(total=len(paths), unit="clip", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
-    for prediction in classify_files(ensemble, paths, workers, args.batch_size):
-        predictions[prediction.path] = prediction
-        progress.update()
-    progress.close()
+    for path in paths:
+        entry = reusable.get(tuple(file_signature(path))) if reusable else None
+        if entry:
+            predictions[path] = Prediction(path, np.array(entry["probabilities"]), entry["status"],
+                                           entry["seconds"], entry["decoder"], entry["reason"])
+    if args.resume:
+        print(f"resuming: {len(predictions)} of {len(paths)} files already predicted", file=sys.stderr)
+    journal = Journal(journal_file, weights, {tuple(file_signature(p)): reusable[tuple(file_signature(p))]
+                                              for p in predictions})
+    start = time.perf_counter()
+    progress = tqdm(total=len(paths), initial=len(predictions), unit="clip", file=sys.stderr, mininterval=1.0,
+                    dynamic_ncols=True)
+    try:
+        todo = [path for path in paths if path not in predictions]
+        for prediction in classify_files(ensemble, todo, workers, args.batch_size):
+            predictions[prediction.path] = prediction
+            journal.add(prediction.path, prediction.probabilities, report_entry(prediction))
+            progress.update()
+    finally:
+        progress.close()
+        journal.close()
     elapsed = time.perf_counter() - start
 
     ordered = [predictions[path] for path in paths]
@@ -98,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             write_atomic(args.report, json.dumps([report_entry(p) for p in ordered], indent=1).encode())
     except (OSError, ValueError) as error:  # ValueError: the CSV would be invalid (e.g. duplicate ids)
         die(prog, f"cannot write output: {error}")
-    summarise(ordered, device, elapsed, args.out)
+    journal_file.unlink(missing_ok=True)  # the CSV is complete: nothing left to resume
+    summarise(ordered, len(todo), device, elapsed, args.out)
     return 0
 
 
@@ -112,9 +137,9 @@ def report_entry(prediction) -> dict:
     }
 
 
-def summarise(predictions: list, device, elapsed: float, out: str) -> None:
+def summarise(predictions: list, predicted_now: int, device, elapsed: float, out: str) -> None:
     fallbacks = [p for p in predictions if p.status == "fallback"]
-    rate = len(predictions) / elapsed if elapsed > 0 else 0.0
+    rate = predicted_now / elapsed if elapsed > 0 else 0.0
     lines = [f"wrote {out}: {len(predictions)} rows, {len(fallbacks)} fallback(s) to the class prior; "
              f"device {device}; {elapsed:.1f} s, {rate:.1f} clips/s"]
     shown = 20

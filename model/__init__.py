@@ -9,6 +9,7 @@ One module per idea, shared by `predict.py` and `train.py`:
 - `networks`     the CNN architectures that score one chunk
 - `ensemble`     the ensemble on disk (manifest + state dicts) and in memory
 - `inference`    files -> decode workers -> ensemble batches -> one prediction per file
+- `journal`      finished predictions on disk, so an interrupted run resumes
 - `device`       picking a device that can actually run kernels
 - `submission`   the grader's contract: which files get rows, the CSV, its validator
 - `fma`          FMA / crowdAI / own labels -> one training table; labels for scoring

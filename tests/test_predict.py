@@ -5,8 +5,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +161,45 @@ def test_run_sh_is_executable_with_a_shebang_and_lf():
     raw = (REPO / "run.sh").read_bytes()
     assert raw.startswith(b"#!/usr/bin/env bash\n") and b"\r" not in raw
     assert os.stat(REPO / "run.sh").st_mode & 0o777 == 0o755
+
+
+def test_an_interrupted_run_resumes_from_its_journal(clips, tiny_weights, tmp_path):
+    payload = tmp_path / "payload"
+    payload.mkdir()
+    for i in range(30):
+        shutil.copy(clips["cbr30"], payload / f"clip{i:02d}.mp3")
+    shutil.copy(clips["empty"], payload / "empty.mp3")
+    command = [sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--weights", str(tiny_weights),
+               "--device", "cpu", "--workers", "0", "--batch-size", "1"]
+    straight = subprocess.run([*command, "--out", str(tmp_path / "straight.csv")], capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr
+
+    out = tmp_path / "resumed.csv"
+    journal = tmp_path / "resumed.csv.partial.jsonl"
+    process = subprocess.Popen([*command, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while process.poll() is None and time.time() < deadline:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists(), "the run finished before it could be interrupted"
+    done = 0
+    for line in journal.read_text().splitlines():  # the kill may have cut the last line short
+        try:
+            json.loads(line)
+            done += 1
+        except json.JSONDecodeError:
+            pass
+    (payload / "clip00.mp3").touch()  # changed since: must be predicted again
+
+    resumed = subprocess.run([*command, "--out", str(out), "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: {done - 1} of 31 files already predicted" in resumed.stderr
+    assert not journal.exists()
+    _, expected = read_csv(tmp_path / "straight.csv")
+    header, rows = read_csv(out)
+    check_rows(header, rows, expected)
+    for file_id, probs in rows.items():
+        assert np.allclose(probs, expected[file_id], atol=1e-6), file_id

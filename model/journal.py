@@ -1,0 +1,66 @@
+"""A journal of finished predictions, so an interrupted predict.py run can be resumed.
+
+predict.py appends one JSON line per file to `<output>.partial.jsonl` as results arrive and
+deletes the journal once the CSV is written. With --resume, entries are reused only for files
+whose name, size and modification time, and the ensemble's manifest, are unchanged; everything
+else is predicted again. A line cut short by the interruption is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def journal_path(output: str | os.PathLike) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".partial.jsonl")
+
+
+def file_signature(path: Path) -> list:
+    stat = path.stat()
+    return [path.name, stat.st_size, stat.st_mtime_ns]
+
+
+def weights_signature(weights_dir: str | os.PathLike) -> str:
+    return hashlib.sha256((Path(weights_dir) / "manifest.json").read_bytes()).hexdigest()
+
+
+def read_journal(path: Path, weights: str) -> dict[tuple, dict]:
+    """{file signature: entry} of the reusable entries of a journal (empty if there is none)."""
+    entries = {}
+    if not path.exists():
+        return entries
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the line being written when the run was interrupted
+        if entry.get("weights") == weights:
+            entries[tuple(entry["file"])] = entry
+    return entries
+
+
+class Journal:
+    """Appends finished predictions; a line is complete on disk before the next starts."""
+
+    def __init__(self, path: Path, weights: str, keep: dict[tuple, dict]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.weights = path, weights
+        self.file = open(path, "w", encoding="utf-8")
+        for entry in keep.values():  # rewrite what is reused, drop what is stale
+            self.file.write(json.dumps(entry) + "\n")
+        self.file.flush()
+
+    def add(self, path: Path, probabilities: np.ndarray, report: dict) -> None:
+        entry = {"file": file_signature(path), "weights": self.weights,
+                 "probabilities": [float(p) for p in probabilities], **report}
+        self.file.write(json.dumps(entry) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
