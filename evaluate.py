@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     result = scores(truth, np.stack([predictions[i] for i in ids]))
     print(f"{len(ids)} clips | log loss {result['log_loss']:.4f} | macro F1 {result['macro_f1']:.4f} | "
           f"accuracy {result['accuracy']:.4f} | ECE {result['ece']:.4f}")
-    print(f"| genre | precision | recall | F1 | support |\n|---|---|---|---|---|")
+    print("| genre | precision | recall | F1 | support |\n|---|---|---|---|---|")
     for genre, row in result["per_class"].items():
         print(f"| {genre} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
     report = Path(args.report or path.with_suffix(".report.json"))

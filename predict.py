@@ -90,16 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     if journal_file.exists() and not args.resume:
         print(f"note: {journal_file} is left from an interrupted run; pass --resume to reuse it. "
               "Starting afresh.", file=sys.stderr)
-    predictions = {}
+    predictions, kept = {}, []
     for path in paths:
-        entry = reusable.get(tuple(file_signature(path))) if reusable else None
+        entry = reusable.get(tuple(file_signature(path)))
         if entry:
             predictions[path] = Prediction(path, np.array(entry["probabilities"]), entry["status"],
                                            entry["seconds"], entry["decoder"], entry["reason"])
+            kept.append(entry)
     if args.resume:
         print(f"resuming: {len(predictions)} of {len(paths)} files already predicted", file=sys.stderr)
-    journal = Journal(journal_file, weights, {tuple(file_signature(p)): reusable[tuple(file_signature(p))]
-                                              for p in predictions})
+    journal = Journal(journal_file, weights, kept)
     start = time.perf_counter()
     progress = tqdm(total=len(paths), initial=len(predictions), unit="clip", file=sys.stderr, mininterval=1.0,
                     dynamic_ncols=True)

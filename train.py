@@ -67,7 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Heavy imports here: cache workers re-import this script when they start.
     import numpy as np
-    import pandas as pd
     import torch
 
     from model import fma

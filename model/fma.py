@@ -9,6 +9,8 @@
 
 Every source becomes one table: key (track id or path), path, genre, split. Tracks whose audio is
 missing are listed and dropped; unknown genres and missing columns are errors that name the fix.
+FMA-medium's 15 tracks whose mp3 holds no audio need no list here: the feature cache records them
+as undecodable, like any other, and training skips them.
 """
 
 from __future__ import annotations
@@ -22,13 +24,6 @@ import pandas as pd
 from .genres import GENRES
 
 SPLITS = ("training", "validation", "test")
-
-# FMA-medium tracks whose mp3 holds no audio at all (every decoder fails) or is shorter than
-# 30 s (mdeff/fma issues). The cache records them like any undecodable file; listed for reports.
-FMA_NO_AUDIO = (1486, 5574, 65753, 80391, 98558, 98559, 98560, 98571, 99134, 105247, 108925, 126981,
-                127336, 133297, 143992)
-FMA_SHORT = (98565, 98566, 98567, 98568, 98569, 108924)
-
 
 class DataError(Exception):
     """The labels or the audio folder are not what they should be; the message says how."""

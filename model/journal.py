@@ -48,11 +48,11 @@ def read_journal(path: Path, weights: str) -> dict[tuple, dict]:
 class Journal:
     """Appends finished predictions; a line is complete on disk before the next starts."""
 
-    def __init__(self, path: Path, weights: str, keep: dict[tuple, dict]):
+    def __init__(self, path: Path, weights: str, keep: list[dict]):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.weights = path, weights
         self.file = open(path, "w", encoding="utf-8")
-        for entry in keep.values():  # rewrite what is reused, drop what is stale
+        for entry in keep:  # rewrite what is reused, drop what is stale
             self.file.write(json.dumps(entry) + "\n")
         self.file.flush()
 

@@ -22,7 +22,6 @@ Choices, and why:
 
 from __future__ import annotations
 
-import copy
 import io
 import math
 import sys
@@ -268,5 +267,5 @@ def _cpu_copy(state: dict) -> dict:
 def _save_checkpoint(path: Path, config: MemberConfig, network, optimizer, state: dict) -> None:
     buffer = io.BytesIO()
     torch.save({"config": asdict(config), "model": network.state_dict(),
-                "optimizer": copy.deepcopy(optimizer.state_dict()), **state}, buffer)
+                "optimizer": optimizer.state_dict(), **state}, buffer)
     write_atomic(path, buffer.getvalue())
