@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         print("!" * 78 + "\n!! PRIOR-ONLY MODEL: these weights do not listen to the audio; every row is the\n"
               "!! FMA-medium class prior. Train an ensemble with train.py to recognise genre.\n" + "!" * 78,
               file=sys.stderr)
+    elif manifest.zero_shot_only:
+        print("note: zero-shot model: pretrained music taggers (musicnn) read through a fixed tag -> genre\n"
+              "      table and the FMA-medium prior, not fitted on FMA. train.py fits a better one.",
+              file=sys.stderr)
     members = ", ".join(m.name for m in manifest.members)
     print(f"{len(paths)} mp3 files in {payload}; ensemble: {members}; device: {device}; "
           f"{workers} decode workers", file=sys.stderr)

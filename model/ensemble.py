@@ -5,8 +5,14 @@ state-dict file (with a SHA-256), the spectrogram config and chunk length it was
 It also holds the class list, the calibration temperature and the training class prior, so
 prediction rebuilds exactly what training used, and nothing else needs shipping.
 
-Combining: each member gives per-clip log-probabilities (for a CNN: log-softmax of its logits
-averaged over the clip's chunks; for a `prior` member: the log class prior). The ensemble
+Member kinds: `prior` (the class prior, no audio needed), `cnn` (a network trained here from
+scratch), `zero_shot` (the pretrained musicnn taggers read through a fixed tag -> genre table,
+never fitted on FMA; its output is log genre evidence, to which the class prior is added) and
+`transfer` (a genre head trained here on the pretrained taggers' embedding).
+
+Combining: each member gives per-clip log-probabilities (for a network: log-softmax of its outputs
+averaged over the clip's chunks, at most `max_chunks` of them spread over the clip when set; for a
+`prior` member: the log class prior). The ensemble
 averages these log-probabilities (a geometric mean of probabilities, blind to each member's logit
 offset), divides the average by the temperature, and applies softmax. Finally every probability
 is lifted to at least `PROBABILITY_FLOOR` by mixing with the uniform distribution, so that one
@@ -33,12 +39,12 @@ from torch import nn
 from .atomic import write_atomic
 from .chunking import make_chunks, mean_by_owner
 from .genres import GENRES
-from .networks import ARCHITECTURES, build_network
+from .networks import ARCHITECTURE_KINDS, ARCHITECTURES, REQUIRED_SPECTROGRAMS, build_network
 from .spectrogram import LogMel, SpectrogramConfig
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-MEMBER_KINDS = ("prior", "cnn")
+MEMBER_KINDS = ("prior", "cnn", "zero_shot", "transfer")
 PROBABILITY_FLOOR = 1e-4
 _LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
@@ -50,13 +56,14 @@ class ManifestError(Exception):
 @dataclass(frozen=True)
 class MemberSpec:
     name: str
-    kind: str  # "prior": the class prior, no audio needed; "cnn": a network on log-mel chunks
+    kind: str  # one of MEMBER_KINDS (see the module docstring)
     architecture: str | None = None
     hparams: dict = field(default_factory=dict)
-    state_dict: str | None = None  # file name inside the weights folder
+    state_dict: str | None = None  # path relative to the weights folder
     sha256: str | None = None
     spectrogram: SpectrogramConfig | None = None
     chunk_seconds: float | None = None
+    max_chunks: int | None = None  # chunks scored per clip, spread evenly; None: cover the clip
 
     def to_json(self) -> dict:
         if self.kind == "prior":
@@ -70,6 +77,7 @@ class MemberSpec:
             "sha256": self.sha256,
             "spectrogram": self.spectrogram.to_dict(),
             "chunk_seconds": self.chunk_seconds,
+            "max_chunks": self.max_chunks,
         }
 
 
@@ -86,6 +94,11 @@ class Manifest:
     def prior_only(self) -> bool:
         """True when no member listens to the audio."""
         return all(m.kind == "prior" for m in self.members)
+
+    @property
+    def zero_shot_only(self) -> bool:
+        """True when members listen to the audio but none was fitted on genre labels."""
+        return not self.prior_only and all(m.kind in ("prior", "zero_shot") for m in self.members)
 
     def to_json(self) -> dict:
         return {
@@ -186,12 +199,25 @@ def _parse_member(data: object, index: int, sample_rate: int, fail) -> MemberSpe
     for key in ("architecture", "hparams", "state_dict", "sha256", "spectrogram", "chunk_seconds"):
         if key not in data:
             raise fail(f"{where}: missing key {key!r}")
-    if data["architecture"] not in ARCHITECTURES:
-        raise fail(f"{where}: unknown architecture {data['architecture']!r} (known: {', '.join(ARCHITECTURES)})")
+    architecture = data["architecture"]
+    if architecture not in ARCHITECTURES:
+        raise fail(f"{where}: unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
+    if ARCHITECTURE_KINDS[architecture] != kind:
+        raise fail(f"{where}: architecture {architecture} is of kind {ARCHITECTURE_KINDS[architecture]!r}, not {kind!r}")
     try:
         spectrogram = SpectrogramConfig(**data["spectrogram"])
     except (TypeError, ValueError) as error:
         raise fail(f"{where}: bad spectrogram config: {error}") from None
+    required = REQUIRED_SPECTROGRAMS.get(architecture)
+    if required is not None and spectrogram != required:
+        raise fail(f"{where}: {architecture} was pretrained on the spectrogram {required.to_dict()}, "
+                   f"the manifest gives {spectrogram.to_dict()}")
+    state_path = Path(str(data["state_dict"]))
+    if state_path.is_absolute() or ".." in state_path.parts:
+        raise fail(f"{where}: state_dict must be a path inside the weights folder, got {str(state_path)!r}")
+    max_chunks = data.get("max_chunks")
+    if max_chunks is not None and (not isinstance(max_chunks, int) or isinstance(max_chunks, bool) or max_chunks < 1):
+        raise fail(f"{where}: max_chunks must be a positive integer or null, got {max_chunks!r}")
     if spectrogram.sample_rate != sample_rate:
         raise fail(f"{where}: spectrogram sample_rate {spectrogram.sample_rate} differs from the ensemble's {sample_rate}")
     chunk = data["chunk_seconds"]
@@ -202,12 +228,13 @@ def _parse_member(data: object, index: int, sample_rate: int, fail) -> MemberSpe
     return MemberSpec(
         name=name,
         kind=kind,
-        architecture=data["architecture"],
+        architecture=architecture,
         hparams=data["hparams"],
-        state_dict=str(data["state_dict"]),
+        state_dict=state_path.as_posix(),
         sha256=str(data["sha256"]),
         spectrogram=spectrogram,
         chunk_seconds=float(chunk),
+        max_chunks=max_chunks,
     )
 
 
@@ -254,7 +281,7 @@ class Ensemble(nn.Module):
         Returns calibrated log-probabilities (clips, classes)."""
         clips = len(lengths)
         specs = {key: logmel(waveforms) for key, logmel in self.logmels.items()}  # once per config
-        chunk_cache: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        chunk_cache: dict[tuple[str, int, int | None], tuple[torch.Tensor, torch.Tensor]] = {}
         member_log_probs = []
         for member in self.manifest.members:
             if member.kind == "prior":
@@ -263,10 +290,12 @@ class Ensemble(nn.Module):
             config = member.spectrogram
             key = self.config_keys[config]
             chunk = config.seconds_to_frames(member.chunk_seconds)
-            if (key, chunk) not in chunk_cache:
+            if (key, chunk, member.max_chunks) not in chunk_cache:
                 frames = [config.frames(n) for n in lengths]
-                chunk_cache[key, chunk] = make_chunks(specs[key], frames, chunk)
-            logits = clip_logits(self.networks[member.name], *chunk_cache[key, chunk], clips)
+                chunk_cache[key, chunk, member.max_chunks] = make_chunks(specs[key], frames, chunk, member.max_chunks)
+            logits = clip_logits(self.networks[member.name], *chunk_cache[key, chunk, member.max_chunks], clips)
+            if member.kind == "zero_shot":  # log evidence + log prior (see the module docstring)
+                logits = logits + self.log_prior
             member_log_probs.append(torch.log_softmax(logits, dim=1))
         mean_log_probs = torch.stack(member_log_probs).mean(dim=0)
         return torch.log_softmax(mean_log_probs / self.manifest.temperature, dim=1)
@@ -320,14 +349,16 @@ def save_ensemble(
 ) -> Manifest:
     """Write an ensemble so that a crash never leaves a half-written one.
 
-    `manifest` may leave `state_dict`/`sha256` of its CNN members empty: they are filled in from
-    `state_dicts` (keyed by member name). Returns the manifest as written.
+    Members named in `state_dicts` get their weights written (content-addressed) and their
+    `state_dict`/`sha256` filled in; a member not named there keeps the file its spec refers to,
+    which must already be in `weights_dir` (e.g. weights/musicnn/musicnn_pair.pt for the zero-shot
+    member). Returns the manifest as written.
     """
     weights_dir = Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
     members = []
     for member in manifest.members:
-        if member.kind == "prior":
+        if member.kind == "prior" or member.name not in state_dicts:
             members.append(member)
             continue
         raw = _serialise(state_dicts[member.name])
@@ -338,6 +369,9 @@ def save_ensemble(
     written = Manifest(**{**manifest.__dict__, "members": tuple(members)})
     text = json.dumps(written.to_json(), indent=2) + "\n"
     _parse_manifest(json.loads(text), weights_dir / MANIFEST)  # never write what load would refuse
+    for member in members:
+        if member.kind != "prior":
+            _check_state_dict_file(weights_dir, member, weights_dir / MANIFEST)
     write_atomic(weights_dir / MANIFEST, text.encode())  # the commit point
     live = {m.state_dict for m in members if m.state_dict}
     for stale in weights_dir.glob("*.pt"):

@@ -1,14 +1,19 @@
-"""CNNs that score one fixed-length log-mel chunk: (batch, n_mels, frames) -> (batch, classes) logits.
+"""Networks that score one fixed-length log-mel chunk: (batch, n_mels, frames) -> (batch, classes).
 
 Architectures are built by name from the manifest (`build_network`), so a new one only needs an
-entry in `ARCHITECTURES`. All of them are fully convolutional up to a global pooling, so they
-accept any chunk length; the chunk length a member was trained with is stored in the manifest.
+entry in `ARCHITECTURES`: the CNN trained from scratch here, and two built on the pretrained
+musicnn taggers (`model/musicnn.py`, `model/zero_shot.py`). All are convolutional up to a global
+pooling over time, so they accept any chunk length; a member's chunk length is in the manifest.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from .musicnn import MUSICNN_SPECTROGRAM, MusicnnTransfer
+from .spectrogram import SpectrogramConfig
+from .zero_shot import MusicnnZeroShot
 
 
 class ResidualBlock(nn.Module):
@@ -83,6 +88,19 @@ class ShortChunkResNet(nn.Module):
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "short_chunk_resnet": ShortChunkResNet,
+    "musicnn_zero_shot": MusicnnZeroShot,
+    "musicnn_transfer": MusicnnTransfer,
+}
+# The manifest member kind each architecture belongs to (see model/ensemble.py).
+ARCHITECTURE_KINDS: dict[str, str] = {
+    "short_chunk_resnet": "cnn",
+    "musicnn_zero_shot": "zero_shot",
+    "musicnn_transfer": "transfer",
+}
+# Architectures bound to one input representation (pretrained on it).
+REQUIRED_SPECTROGRAMS: dict[str, SpectrogramConfig] = {
+    "musicnn_zero_shot": MUSICNN_SPECTROGRAM,
+    "musicnn_transfer": MUSICNN_SPECTROGRAM,
 }
 
 

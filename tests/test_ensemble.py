@@ -28,13 +28,6 @@ def waveforms(lengths, seed=0):
     return batch
 
 
-def test_shipped_weights_are_a_valid_prior_only_ensemble():
-    ensemble = load_ensemble(REPO / "weights")
-    assert ensemble.manifest.prior_only
-    probs = ensemble(waveforms([16000 * 5]), [16000 * 5]).exp()
-    assert np.allclose(probs.numpy()[0], fma_medium_prior(), atol=1e-6)
-
-
 def test_tiny_ensemble_round_trips_and_predicts(tiny_weights):
     ensemble = load_ensemble(tiny_weights)
     assert len(ensemble.logmels) == 2  # three CNN members, two distinct spectrogram configs

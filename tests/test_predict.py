@@ -92,7 +92,7 @@ def test_run_sh_is_the_grader_contract(payload, tmp_path):
     assert result.returncode == 0, result.stderr
     header, rows = read_csv(out)
     check_rows(header, rows, NAMES.values())
-    assert "PRIOR-ONLY MODEL" in result.stderr  # the shipped placeholder says what it is
+    assert "zero-shot model" in result.stderr  # the shipped default says what it is
     assert "10 rows, 4 fallback(s)" in result.stderr
     report = {entry["file_id"]: entry for entry in json.loads((tmp_path / "report.json").read_text())}
     assert sorted(report) == sorted(NAMES.values())

@@ -1,0 +1,172 @@
+"""The pretrained musicnn taggers: the PyTorch port against the original TensorFlow graph, their
+input representation, the zero-shot genre head and the default ensemble built on them."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import librosa
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+
+from model.chunking import chunk_starts
+from model.ensemble import ManifestError, load_ensemble, load_manifest
+from model.genres import GENRES, fma_medium_prior
+from model.musicnn import MUSICNN_CHUNK_FRAMES, MUSICNN_SPECTROGRAM, PAIR_TAGS, MusicnnPair, MusicnnTagger
+from model.spectrogram import LogMel
+from model.zero_shot import GENRE_TAGS, MusicnnZeroShot, genre_tags_json
+
+PAIR_FILE = REPO / "weights" / "musicnn" / "musicnn_pair.pt"
+
+
+@pytest.fixture(scope="module")
+def pair() -> MusicnnPair:
+    pair = MusicnnPair().eval()
+    pair.load_state_dict(torch.load(PAIR_FILE, weights_only=True))
+    return pair
+
+
+def test_port_reproduces_the_tensorflow_graph(pair):
+    """tests/fixtures/musicnn_reference.npz: patches and the original graph's outputs
+    (written by tools/convert_musicnn.py with tensorflow-cpu 2.15)."""
+    reference = np.load(REPO / "tests" / "fixtures" / "musicnn_reference.npz")
+    patches = torch.from_numpy(reference["patches"].astype(np.float32)).transpose(1, 2)  # -> (n, mels, frames)
+    with torch.no_grad():
+        for name in ("msd", "mtt"):
+            logits, embedding = getattr(pair, name).tags_and_embedding(patches)
+            tag_error = np.abs(torch.sigmoid(logits).numpy() - reference[f"{name}_tags"]).max()
+            embedding_error = np.abs(embedding.numpy() - reference[f"{name}_embedding"]).max()
+            print(f"{name}: max abs error, tags {tag_error:.1e}, embedding {embedding_error:.1e}")
+            assert tag_error < 1e-4 and embedding_error < 1e-4
+            assert reference[f"{name}_tags"].max() > 0.3  # the reference is not a degenerate all-zero output
+
+
+def test_fast_front_end_equals_the_literal_layer_order():
+    """Inference takes the max over frequency before ReLU and batch-norm; check it against the
+    literal conv -> ReLU -> batch-norm -> max, with batch-norm scales of both signs."""
+    torch.manual_seed(0)
+    tagger = MusicnnTagger().eval()
+    for module in tagger.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.weight.data.uniform_(-2, 2)
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    spec = torch.rand(3, 96, 120) * 4
+    with torch.no_grad():
+        fast = tagger.tags_and_embedding(spec)
+        for block in (*tagger.timbral, *tagger.temporal):
+            block.training = True  # the literal order; its batch-norm module stays in inference mode
+        literal = tagger.tags_and_embedding(spec)
+    for a, b in zip(fast, literal):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_input_is_musicnn_s_librosa_log_mel():
+    """musicnn computed log10(1 + 10000 * librosa mel power); our one spectrogram path must match."""
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 16000) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    theirs = np.log10(1 + 10000 * librosa.feature.melspectrogram(y=audio, sr=16000, n_fft=512, hop_length=256,
+                                                                 n_mels=96))
+    ours = LogMel(MUSICNN_SPECTROGRAM)(torch.from_numpy(audio)[None])[0].numpy()
+    assert ours.shape == theirs.shape
+    assert np.abs(ours - theirs).max() < 1e-3
+
+
+def test_weights_carry_their_provenance_and_licence():
+    provenance = json.loads((REPO / "weights" / "musicnn" / "provenance.json").read_text())
+    assert provenance["musicnn_pair.pt_sha256"] == hashlib.sha256(PAIR_FILE.read_bytes()).hexdigest()
+    assert all(check["tags_max_abs_error"] < 1e-4 for check in provenance["port_check"].values())
+    licence = (REPO / "weights" / "musicnn" / "LICENSE-musicnn.txt").read_text()
+    assert "Music Technology Group, Universitat Pompeu Fabra" in licence and "Permission to use" in licence
+
+
+def test_zero_shot_evidence_follows_the_table(monkeypatch):
+    """evidence = max P(any_of tag) x (1 - max P(none_of tag)); the output is its log."""
+    probs = torch.full((1, len(PAIR_TAGS)), 0.01)
+    setting = {"msd:rock": 0.2, "msd:punk": 0.7, "msd:jazz": 0.4, "mtt:voice": 0.8, "mtt:drums": 0.25}
+    for tag, p in setting.items():
+        probs[0, PAIR_TAGS.index(tag)] = p
+    monkeypatch.setattr(MusicnnPair, "forward", lambda self, spec: (torch.logit(probs), None))
+    evidence = MusicnnZeroShot(96, 16)(torch.zeros(1, 96, MUSICNN_CHUNK_FRAMES)).exp()[0]
+    by_genre = dict(zip(GENRES, evidence.tolist()))
+    assert by_genre["Rock"] == pytest.approx(0.7, rel=1e-4)  # the strongest hallmark, not the mean
+    assert by_genre["Jazz"] == pytest.approx(0.4, rel=1e-4)
+    assert by_genre["Spoken"] == pytest.approx(0.8 * (1 - 0.25), rel=1e-4)  # a voice, held back by drums
+    assert by_genre["Blues"] == pytest.approx(0.01, rel=1e-4)
+
+
+def test_every_genre_has_evidence_and_every_tag_exists():
+    assert sorted(GENRE_TAGS) == sorted(GENRES)
+    for genre, (any_of, none_of) in GENRE_TAGS.items():
+        assert any_of, genre
+        assert set(any_of) | set(none_of) <= set(PAIR_TAGS), genre
+    with pytest.raises(ValueError, match="unknown tag 'msd:polka'"):
+        MusicnnZeroShot(96, 16, {**genre_tags_json(), "Folk": {"any_of": ["msd:polka"]}})
+
+
+def test_shipped_default_is_the_zero_shot_model():
+    ensemble = load_ensemble(REPO / "weights")
+    manifest = ensemble.manifest
+    assert manifest.zero_shot_only and [m.kind for m in manifest.members] == ["zero_shot"]
+    member = manifest.members[0]
+    assert member.hparams["genre_tags"] == genre_tags_json()  # the manifest holds the table the code documents
+    assert member.spectrogram == MUSICNN_SPECTROGRAM and member.state_dict == "musicnn/musicnn_pair.pt"
+    assert np.allclose(manifest.class_prior, fma_medium_prior())
+    rate = 16000
+    t = np.arange(10 * rate) / rate
+    clicks = ((np.sin(2 * np.pi * 2 * t) > 0.97) * np.random.default_rng(0).standard_normal(len(t)))
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0)) / 6
+    waveforms = torch.tensor(np.stack([clicks, chord]) * 0.5, dtype=torch.float32)
+    with torch.inference_mode():
+        probs = ensemble(waveforms, [len(t)] * 2).exp().numpy()
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert np.abs(probs[0] - probs[1]).max() > 0.05  # it listens: different music, different genres
+
+
+def test_the_default_manifest_is_what_the_tool_writes(tmp_path):
+    """tools/zero_shot_ensemble.py regenerates weights/ exactly (a self-contained copy elsewhere)."""
+    subprocess.run([sys.executable, str(REPO / "tools" / "zero_shot_ensemble.py"), "--out", str(tmp_path)], check=True)
+    assert (tmp_path / "manifest.json").read_text() == (REPO / "weights" / "manifest.json").read_text()
+    assert load_manifest(tmp_path).zero_shot_only
+
+
+def _zero_shot_manifest(tmp_path, **changes) -> None:
+    data = json.loads((REPO / "weights" / "manifest.json").read_text())
+    data["members"][0].update(changes)
+    (tmp_path / "musicnn").mkdir(exist_ok=True)
+    (tmp_path / "musicnn" / "musicnn_pair.pt").write_bytes(PAIR_FILE.read_bytes())
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"spectrogram": {**MUSICNN_SPECTROGRAM.to_dict(), "n_mels": 128}}, "was pretrained on the spectrogram"),
+        ({"spectrogram": {**MUSICNN_SPECTROGRAM.to_dict(), "compression": "db"}}, "was pretrained on the spectrogram"),
+        ({"kind": "cnn"}, "is of kind 'zero_shot', not 'cnn'"),
+        ({"state_dict": "../musicnn_pair.pt"}, "must be a path inside the weights folder"),
+        ({"max_chunks": 0}, "max_chunks must be a positive integer"),
+        ({"sha256": "0" * 64}, "SHA-256"),
+    ],
+)
+def test_bad_zero_shot_members_are_refused(tmp_path, changes, message):
+    _zero_shot_manifest(tmp_path, **changes)
+    with pytest.raises(ManifestError, match=message):
+        load_manifest(tmp_path)
+
+
+def test_an_edited_table_with_an_unknown_tag_is_refused_at_load(tmp_path):
+    _zero_shot_manifest(tmp_path, hparams={"genre_tags": {**genre_tags_json(), "Folk": {"any_of": ["msd:polka"]}}})
+    with pytest.raises(ManifestError, match="unknown tag 'msd:polka'"):
+        load_ensemble(tmp_path)
+
+
+def test_max_chunks_spreads_a_sample_over_the_clip():
+    assert chunk_starts(1876, 187) == chunk_starts(1876, 187, None) and len(chunk_starts(1876, 187)) == 11
+    assert chunk_starts(1876, 187, 4) == [0, 563, 1126, 1689]  # first at the start, last at the end
+    assert chunk_starts(1876, 187, 1) == [844]  # one chunk: the middle
+    assert chunk_starts(100, 187, 4) == [0]
