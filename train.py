@@ -4,6 +4,7 @@
     python train.py --metadata fma_metadata/ --audio fma_medium/            # FMA, official split
     python train.py --labels train_labels.csv --audio fma_medium/           # crowdAI labels
     python train.py --labels my_labels.csv                                  # your own path,genre CSV
+    python train.py ... --backbone musicnn                                  # + heads on pretrained musicnn
 
 Reads as the pipeline it runs: labelled tracks -> feature cache (decode + log-mel once, resumable)
 -> N members trained on random crops (resumable per epoch) -> each member and their average
@@ -38,7 +39,7 @@ def parse_args(argv: list[str] | None):
     out.add_argument("--run-dir", default=str(HERE / "runs" / "latest"), help="per-epoch checkpoints (default runs/latest)")
     out.add_argument("--resume", action="store_true", help="continue the interrupted run in --run-dir")
     model = parser.add_argument_group("model and training")
-    model.add_argument("--members", type=positive_int, default=3, help="ensemble members (default 3)")
+    model.add_argument("--members", type=non_negative_int, default=3, help="CNN members trained from scratch (default 3)")
     model.add_argument("--epochs", type=positive_int, default=40, help="maximum epochs per member (default 40)")
     model.add_argument("--batch-size", type=positive_int, default=64)
     model.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default 2e-3)")
@@ -49,10 +50,24 @@ def parse_args(argv: list[str] | None):
     model.add_argument("--n-mels", type=positive_int, default=128)
     model.add_argument("--hop-length", type=positive_int, default=256)
     model.add_argument("--seed", type=non_negative_int, default=0)
+    transfer = parser.add_argument_group("transfer learning (pretrained musicnn taggers, see model/musicnn.py)")
+    transfer.add_argument("--backbone", default="none", choices=["none", "musicnn"],
+                          help="also train genre heads on the pretrained taggers' embedding (default none)")
+    transfer.add_argument("--backbone-members", type=positive_int, default=2, help="such members (default 2)")
+    transfer.add_argument("--fine-tune", action="store_true", help="train the taggers too (10x lower learning rate)")
+    transfer.add_argument("--backbone-lr", type=float, default=1e-3, help="peak learning rate of the heads (default 1e-3)")
+    transfer.add_argument("--backbone-weights", default=str(HERE / "weights" / "musicnn" / "musicnn_pair.pt"),
+                          help="converted taggers (default weights/musicnn/musicnn_pair.pt)")
+    transfer.add_argument("--max-chunks", type=positive_int, default=4,
+                          help="3-s chunks a musicnn member scores per clip, spread over it (default 4)")
     run = parser.add_argument_group("machine")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--workers", type=non_negative_int, default=None, help="cache-building processes (default: all cores)")
     args = parser.parse_args(argv)
+    if args.members == 0 and args.backbone == "none":
+        parser.error("--members 0 leaves nothing to train: add --backbone musicnn, or train at least one CNN")
+    if args.backbone == "musicnn" and not Path(args.backbone_weights).is_file():
+        parser.error(f"--backbone-weights {args.backbone_weights} does not exist (tools/convert_musicnn.py writes it)")
     if not args.labels and not (args.metadata and args.audio):
         parser.error("give --metadata and --audio (FMA), or --labels (with --audio for crowdAI's track_id,genre)")
     try:
@@ -76,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from model.features import build_cache
     from model.genres import GENRES
     from model.metrics import confusion_png, scores
+    from model.musicnn import MUSICNN_CHUNK_SECONDS, MUSICNN_SPECTROGRAM
     from model.spectrogram import SpectrogramConfig
     from model.training import ClipSet, FeatureStore, MemberConfig, class_prior, predict_clips, train_member
 
@@ -101,60 +117,78 @@ def main(argv: list[str] | None = None) -> int:
     if warning:
         print(warning, file=sys.stderr)
 
-    # 1. Features: decode + log-mel every track once.
+    # 1. Members: CNNs diverse by seed and crop length; heads on the pretrained taggers if asked.
     spectrogram = SpectrogramConfig(n_mels=args.n_mels, hop_length=args.hop_length)
+    plans = [(MemberConfig(
+        name=f"cnn{i}", hparams={"channels": args.channels, "dropout": 0.3},
+        chunk_seconds=args.chunk_seconds[i % len(args.chunk_seconds)], seed=args.seed + i,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, balance=args.balance,
+    ), "cnn", spectrogram) for i in range(args.members)]
+    if args.backbone == "musicnn":
+        plans += [(MemberConfig(
+            name=f"musicnn{j}", architecture="musicnn_transfer",
+            hparams={"hidden": 256, "dropout": 0.5, "fine_tune": args.fine_tune},
+            chunk_seconds=MUSICNN_CHUNK_SECONDS, seed=args.seed + 1000 + j, epochs=args.epochs,
+            batch_size=args.batch_size, lr=args.backbone_lr, patience=args.patience, balance=args.balance,
+            max_chunks=args.max_chunks, backbone_weights=str(Path(args.backbone_weights).resolve()),
+        ), "transfer", MUSICNN_SPECTROGRAM) for j in range(args.backbone_members)]
+
+    # 2. Features: decode + log-mel every track once per spectrogram config; every member trains
+    #    and is evaluated on the same clips (those every cache could use).
     workers = args.workers if args.workers is not None else len(os.sched_getaffinity(0))
-    cache = build_cache(args.cache, spectrogram, tracks[["key", "path"]], workers)
-    usable = tracks.merge(cache.ok()[["key", "offset", "frames"]], on="key")
+    configs = list(dict.fromkeys(config for _, _, config in plans))
+    caches = {config: build_cache(args.cache, config, tracks[["key", "path"]], workers) for config in configs}
+    usable_keys = set.intersection(*(set(cache.ok()["key"]) for cache in caches.values()))
+    usable = tracks[tracks["key"].isin(usable_keys)]
     label_of = {genre: i for i, genre in enumerate(GENRES)}
 
-    def clip_set(split: str) -> ClipSet:
-        rows = usable[usable["split"] == split]
+    def clip_set(config: SpectrogramConfig, split: str) -> ClipSet:
+        rows = usable[usable["split"] == split].merge(caches[config].ok()[["key", "offset", "frames"]], on="key")
         return ClipSet(torch.tensor(rows["offset"].values, dtype=torch.long),
                        torch.tensor(rows["frames"].values, dtype=torch.long),
                        torch.tensor(rows["genre"].map(label_of).values, dtype=torch.long))
 
-    train, valid, test = clip_set("training"), clip_set("validation"), clip_set("test")
+    splits = {config: {split: clip_set(config, split) for split in fma.SPLITS} for config in configs}
+    train, valid, test = (splits[configs[0]][split] for split in fma.SPLITS)
     if len(train.labels) == 0 or len(valid.labels) == 0:
         die(prog, "need usable tracks in both the training and the validation split")
-    store = FeatureStore(cache.data, device)
-    print(f"training on {device} ({'features on the GPU' if store.on_device else 'features memory-mapped'}): "
+    stores = {config: FeatureStore(caches[config].data, device, config.compression) for config in configs}
+    print(f"training on {device} ({'features on the GPU' if all(s.on_device for s in stores.values()) else 'features memory-mapped'}): "
           f"{len(train.labels)} train / {len(valid.labels)} validation / {len(test.labels)} test clips",
           file=sys.stderr)
 
-    # 2. Members: diverse by seed and crop length.
+    # 3. Train each member (resumable per epoch), keep its validation and test log-probabilities.
     run_dir.mkdir(parents=True, exist_ok=True)
     members, states, valid_log_probs, test_log_probs, histories = [], {}, [], [], {}
-    for i in range(args.members):
-        config = MemberConfig(
-            name=f"cnn{i}", hparams={"channels": args.channels, "dropout": 0.3},
-            chunk_seconds=args.chunk_seconds[i % len(args.chunk_seconds)], seed=args.seed + i,
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, balance=args.balance,
-        )
-        chunk = spectrogram.seconds_to_frames(config.chunk_seconds)
+    for config, kind, member_spectrogram in plans:
+        store, clips = stores[member_spectrogram], splits[member_spectrogram]
+        chunk = member_spectrogram.seconds_to_frames(config.chunk_seconds)
         try:
-            network, histories[config.name] = train_member(config, store, train, valid, chunk,
-                                                           run_dir / f"{config.name}.ckpt")
+            network, histories[config.name] = train_member(config, store, clips["training"], clips["validation"],
+                                                           chunk, run_dir / f"{config.name}.ckpt")
         except ValueError as error:
             die(prog, str(error))
-        members.append(MemberSpec(name=config.name, kind="cnn", architecture=config.architecture,
-                                  hparams=config.hparams, spectrogram=spectrogram, chunk_seconds=config.chunk_seconds))
+        members.append(MemberSpec(name=config.name, kind=kind, architecture=config.architecture,
+                                  hparams=config.hparams, spectrogram=member_spectrogram,
+                                  chunk_seconds=config.chunk_seconds, max_chunks=config.max_chunks))
         states[config.name] = network.state_dict()
-        valid_log_probs.append(predict_clips(network, store, valid, chunk, correction=None).cpu())
+        valid_log_probs.append(predict_clips(network, store, clips["validation"], chunk, correction=None,
+                                             max_chunks=config.max_chunks).cpu())
         if len(test.labels):
-            test_log_probs.append(predict_clips(network, store, test, chunk, correction=None).cpu())
+            test_log_probs.append(predict_clips(network, store, clips["test"], chunk, correction=None,
+                                                max_chunks=config.max_chunks).cpu())
 
-    # 3. Ensemble: average member log-probabilities, fit one temperature on validation.
+    # 4. Ensemble: average member log-probabilities, fit one temperature on validation.
     temperature = fit_temperature(torch.stack(valid_log_probs).mean(0), valid.labels)
     prior = class_prior(train.labels)
     manifest = Manifest(
         classes=GENRES, sample_rate=spectrogram.sample_rate, temperature=temperature,
         class_prior=tuple(float(p) for p in prior), members=tuple(members),
-        description=f"{args.members} x {members[0].architecture} trained by train.py on "
+        description=f"{', '.join(m.name for m in members)} trained by train.py on "
                     f"{len(train.labels)} clips ({'FMA ' + args.subset if args.metadata else args.labels})",
     )
 
-    # 4. Report on the test split (validation when there is no test split).
+    # 5. Report on the test split (validation when there is no test split).
     eval_name, eval_labels, eval_log_probs = ("test", test.labels, test_log_probs) if len(test.labels) else \
         ("validation", valid.labels, valid_log_probs)
     labels = eval_labels.numpy()
@@ -171,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         "history": histories,
     }
     for spec, log_probs in zip(members, eval_log_probs):
-        report["members"][spec.name] = {"chunk_seconds": spec.chunk_seconds, **scores(labels, probs(log_probs))}
+        report["members"][spec.name] = {"kind": spec.kind, "chunk_seconds": spec.chunk_seconds,
+                                        **scores(labels, probs(log_probs))}
 
     out = Path(args.out)
     save_ensemble(out, manifest, states)

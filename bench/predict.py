@@ -2,10 +2,11 @@
 """Prediction throughput and memory on a generated payload, decode-only vs end-to-end side by side.
 
     python bench/predict.py [--clips 300] [--members 3] [--device auto] [--workers N]
+    python bench/predict.py --weights weights/          # the shipped default (zero-shot musicnn)
 
 Generates (once, cached under --payload) N clips of 30-s 44.1 kHz stereo mp3 (80 % CBR
 128-320 kbps, 20 % VBR), saves a randomly initialised ensemble of the size train.py ships by
-default, then times in one run:
+default (or takes the ensemble in --weights), then times in one run:
   1. decode only: every file through the decode workers, results discarded;
   2. end to end: decode -> log-mel -> ensemble -> CSV, exactly what predict.py does.
 Peak memory is the largest sum of RSS over this process and its children, sampled every 0.2 s.
@@ -92,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=300)
     parser.add_argument("--members", type=int, default=3)
+    parser.add_argument("--weights", type=Path, help="benchmark this ensemble instead of random CNNs")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--workers", type=int, default=min(5, len(os.sched_getaffinity(0))))
     parser.add_argument("--batch-size", type=int, default=16)
@@ -110,8 +112,14 @@ def main() -> None:
     paths = make_payload(args.payload, args.clips)
     device, warning = choose_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
-        weights, params = shipped_size_ensemble(Path(tmp) / "weights", args.members)
-        ensemble = load_ensemble(weights, device)
+        if args.weights:
+            ensemble = load_ensemble(args.weights, device)
+        else:
+            ensemble = load_ensemble(shipped_size_ensemble(Path(tmp) / "weights", args.members)[0], device)
+        params = sum(p.numel() for p in ensemble.parameters())
+        described = ", ".join(f"{m.name} ({m.architecture or m.kind}"
+                              f"{f', {m.max_chunks} chunks/clip' if m.max_chunks else ''})"
+                              for m in ensemble.manifest.members)
         rate = ensemble.manifest.sample_rate
 
         decode_rate = None
@@ -133,8 +141,8 @@ def main() -> None:
     print(f"\nmachine: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores "
           f"usable, GPU {gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     unique = min(len(paths), UNIQUE_CLIPS)
-    print(f"payload: {len(paths)} x 30-s 44.1 kHz stereo mp3 ({unique} distinct); ensemble: {args.members} x short_chunk_resnet "
-          f"(32-64-128-256), {params / 1e6:.2f} M parameters in all; device {device}; "
+    print(f"payload: {len(paths)} x 30-s 44.1 kHz stereo mp3 ({unique} distinct); ensemble: {described}, "
+          f"{params / 1e6:.2f} M parameters in all; device {device}; "
           f"{args.workers} decode workers; batch {args.batch_size}; {failures} failures")
     print("| measure | value |\n|---|---|")
     if decode_rate:

@@ -13,6 +13,10 @@ Choices, and why:
   domain, i.e. mixing two recordings, labels mixed in proportion (smoother, better calibrated
   posteriors); SpecAugment, two frequency and two time masks (robust to missing bands/dropouts).
 - Optimisation: AdamW, linear warm-up then cosine decay; bf16 autocast on GPUs that have it.
+  A network may split its parameters into groups with their own learning-rate scale
+  (`parameter_groups`): a fine-tuned pretrained backbone learns slower than its new head.
+- Pretrained members (`backbone_weights`): the musicnn taggers' weights are loaded before training;
+  only the head is new.
 - Selection: validation log loss after every epoch; the best epoch's weights are kept; training
   stops after `patience` epochs without improvement.
 - Reproducible and resumable: everything random in epoch e is seeded from (seed, e), and a
@@ -39,6 +43,7 @@ from .chunking import make_chunks
 from .ensemble import clip_logits
 from .genres import GENRES
 from .networks import build_network
+from .spectrogram import compress, to_power
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,8 @@ class MemberConfig:
     gain_db: float = 6.0
     freq_mask_bins: int = 16
     time_mask_fraction: float = 0.1
+    max_chunks: int | None = None  # chunks scored per clip in evaluation (and later in prediction)
+    backbone_weights: str | None = None  # pretrained weights loaded before training (transfer members)
 
 
 @dataclass
@@ -71,9 +78,11 @@ class ClipSet:
 
 
 class FeatureStore:
-    """All cached log-mels as one (total frames, n_mels) fp16 tensor, on the GPU when it fits."""
+    """All cached log-mels as one (total frames, n_mels) fp16 tensor, on the GPU when it fits.
+    `compression` is the cache's (see model/spectrogram.py), for augmentations in the power domain."""
 
-    def __init__(self, data: np.ndarray, device: torch.device):
+    def __init__(self, data: np.ndarray, device: torch.device, compression: str = "db"):
+        self.compression = compression
         array = np.asarray(data)
         self.on_device = False
         if device.type == "cuda":
@@ -118,8 +127,16 @@ def train_member(
     device = store.device
     n_mels = store.features.shape[1]
     torch.manual_seed(config.seed)  # the initial weights
-    network = build_network(config.architecture, n_mels, len(GENRES), config.hparams).to(device)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    network = build_network(config.architecture, n_mels, len(GENRES), config.hparams)
+    if config.backbone_weights:
+        missing, unexpected = network.load_state_dict(
+            torch.load(config.backbone_weights, map_location="cpu", weights_only=True), strict=False)
+        if unexpected or any(not key.startswith("head.") for key in missing):
+            raise ValueError(f"{config.backbone_weights} does not fit {config.architecture}")
+    network = network.to(device)
+    groups = (network.parameter_groups() if hasattr(network, "parameter_groups")
+              else [{"params": list(network.parameters()), "lr_scale": 1.0}])
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train.labels) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = max(1, round(config.warmup_epochs * steps_per_epoch))
@@ -147,13 +164,13 @@ def train_member(
         for step in range(steps_per_epoch):
             global_step = (epoch - 1) * steps_per_epoch + step
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(global_step, config.lr, warmup_steps, total_steps)
+                group["lr"] = learning_rate(global_step, config.lr, warmup_steps, total_steps) * group["lr_scale"]
             which = torch.multinomial(sampling_weights, config.batch_size, replacement=True, generator=sampler)
             room = (train.frames[which] - chunk).clamp_min(0) + 1
             starts = (torch.rand(config.batch_size, generator=sampler) * room).long()
             x = store.crops(train, which, starts, chunk)
             y = F.one_hot(train.labels[which], len(GENRES)).float().to(device)
-            x, y = augment(x, y, config)
+            x, y = augment(x, y, config, store.compression)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = F.cross_entropy(network(x).float(), y)
             optimizer.zero_grad(set_to_none=True)
@@ -162,7 +179,7 @@ def train_member(
             losses.append(loss.detach())
         train_loss = torch.stack(losses).mean().item()  # one sync per epoch, not per step
         train_seconds = time.perf_counter() - start
-        log_probs = predict_clips(network, store, valid, chunk, correction=None)
+        log_probs = predict_clips(network, store, valid, chunk, correction=None, max_chunks=config.max_chunks)
         valid_loss = F.nll_loss(log_probs, valid.labels.to(log_probs.device)).item()
         if valid_loss < state["best_loss"]:
             state.update(best_loss=valid_loss, best_epoch=epoch, best_state=_cpu_copy(network.state_dict()))
@@ -210,17 +227,19 @@ def sampling_plan(labels: torch.Tensor, balance: str) -> tuple[torch.Tensor, tor
     return per_class[labels], q / q.sum()
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, config: MemberConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gain, power-domain mixup and SpecAugment on a batch of log-mel crops (dB) and one-hot labels."""
+def augment(x: torch.Tensor, y: torch.Tensor, config: MemberConfig, compression: str = "db"
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gain, power-domain mixup and SpecAugment on a batch of log-mel crops and one-hot labels."""
     batch, mels, frames = x.shape
-    x = x + (torch.rand(batch, 1, 1, device=x.device) * 2 - 1) * config.gain_db
+    gain = 10 ** ((torch.rand(batch, 1, 1, device=x.device) * 2 - 1) * config.gain_db / 10)
+    power = to_power(x, compression) * gain
     if config.mixup_alpha > 0:
         lam = torch.distributions.Beta(config.mixup_alpha, config.mixup_alpha).sample((batch,)).to(x.device)
         lam = torch.maximum(lam, 1 - lam)  # the first clip dominates: its label stays the main one
         partner = torch.randperm(batch, device=x.device)
-        power = lam[:, None, None] * 10 ** (x / 10) + (1 - lam[:, None, None]) * 10 ** (x[partner] / 10)
-        x = 10 * torch.log10(power.clamp_min(1e-10))
+        power = lam[:, None, None] * power + (1 - lam[:, None, None]) * power[partner]
         y = lam[:, None] * y + (1 - lam[:, None]) * y[partner]
+    x = compress(power, compression)
     fill = x.mean(dim=(1, 2), keepdim=True)
     for size, axis_length, axis in ((config.freq_mask_bins, mels, 1),
                                     (max(1, int(config.time_mask_fraction * frames)), frames, 2)):
@@ -236,7 +255,8 @@ def augment(x: torch.Tensor, y: torch.Tensor, config: MemberConfig) -> tuple[tor
 
 @torch.no_grad()
 def predict_clips(network: nn.Module, store: FeatureStore, clips: ClipSet, chunk: int,
-                  correction: torch.Tensor | None, batch_clips: int = 32) -> torch.Tensor:
+                  correction: torch.Tensor | None, batch_clips: int = 32, max_chunks: int | None = None
+                  ) -> torch.Tensor:
     """Whole-clip log-probabilities (clips, classes) exactly as prediction computes them."""
     was_training = network.training
     network.eval()
@@ -244,7 +264,7 @@ def predict_clips(network: nn.Module, store: FeatureStore, clips: ClipSet, chunk
     for first in range(0, len(clips.labels), batch_clips):
         which = list(range(first, min(first + batch_clips, len(clips.labels))))
         specs, frames = store.clip_specs(clips, which)
-        chunks, owner = make_chunks(specs, frames, chunk)
+        chunks, owner = make_chunks(specs, frames, chunk, max_chunks)
         logits = clip_logits(network, chunks, owner, len(which))
         if correction is not None:
             logits = logits + correction.to(logits)

@@ -5,10 +5,13 @@ Each genre is read off hallmark tags the taggers already know (table below). On 
     evidence(genre) = max over its `any_of` tags of P(tag)  x  (1 - max over its `none_of` tags of P(tag))
 
 "Max" because one hallmark suffices: a punk track need not also sound like metal to be rock.
-The network's output per chunk is log(evidence); the ensemble averages it over the clip's chunks
-and adds the log of the FMA-medium class prior (manifest kind `zero_shot`), i.e. the evidence is
-read as a likelihood and the prior decides between weak cases. No weight, temperature or
-threshold was fitted to FMA or to any test: this is what the taggers know, combined by a rule.
+A tag probability is a posterior under the tagger's own training data (MSD is rock-heavy, MTT
+classical-heavy), so evidence is divided by the same rule applied to the taggers' base rates --
+each tag's probability for the average training clip, read from the weights (the output layer
+applied to the mean penultimate embedding, which batch-norm fixes at its bias). That ratio is a
+likelihood ratio; the ensemble averages its log over the clip's chunks and adds the log of the
+FMA-medium class prior (manifest kind `zero_shot`). No weight, temperature or threshold was
+fitted to FMA or to any test: this is what the taggers know, combined by a rule.
 
 | genre | evidence from | why |
 |---|---|---|
@@ -91,8 +94,18 @@ class MusicnnZeroShot(MusicnnPair):
         self.register_buffer("any_of", any_of, persistent=False)
         self.register_buffer("none_of", none_of, persistent=False)
 
-    def forward(self, spec: Tensor) -> Tensor:
-        tags = torch.sigmoid(super().forward(spec)[0].float())[:, None, :]  # (batch, 1, tags)
+    def evidence(self, tag_probs: Tensor) -> Tensor:
+        """(batch, 100) tag probabilities -> (batch, 16) genre evidence by the table."""
+        tags = tag_probs[:, None, :]
         present = torch.where(self.any_of, tags, 0.0).amax(dim=2)
         absent = 1.0 - torch.where(self.none_of, tags, 0.0).amax(dim=2)
-        return torch.log((present * absent).clamp_min(1e-6))
+        return (present * absent).clamp_min(1e-6)
+
+    def base_evidence(self) -> Tensor:
+        """(16,) the evidence of the taggers' average training clip (see the module docstring)."""
+        base = [torch.sigmoid(t.output(t.dense_norm.bias)) for t in (self.msd, self.mtt)]
+        return self.evidence(torch.cat(base)[None].float())[0]
+
+    def forward(self, spec: Tensor) -> Tensor:
+        tags = torch.sigmoid(super().forward(spec)[0].float())
+        return torch.log(self.evidence(tags)) - torch.log(self.base_evidence())

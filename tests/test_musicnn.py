@@ -85,13 +85,16 @@ def test_weights_carry_their_provenance_and_licence():
 
 
 def test_zero_shot_evidence_follows_the_table(monkeypatch):
-    """evidence = max P(any_of tag) x (1 - max P(none_of tag)); the output is its log."""
+    """evidence = max P(any_of tag) x (1 - max P(none_of tag)); the output is its log ratio to
+    the base evidence."""
     probs = torch.full((1, len(PAIR_TAGS)), 0.01)
     setting = {"msd:rock": 0.2, "msd:punk": 0.7, "msd:jazz": 0.4, "mtt:voice": 0.8, "mtt:drums": 0.25}
     for tag, p in setting.items():
         probs[0, PAIR_TAGS.index(tag)] = p
     monkeypatch.setattr(MusicnnPair, "forward", lambda self, spec: (torch.logit(probs), None))
-    evidence = MusicnnZeroShot(96, 16)(torch.zeros(1, 96, MUSICNN_CHUNK_FRAMES)).exp()[0]
+    head = MusicnnZeroShot(96, 16)
+    with torch.no_grad():  # output: log evidence - log evidence of the average training clip
+        evidence = (head(torch.zeros(1, 96, MUSICNN_CHUNK_FRAMES)) + head.base_evidence().log()).exp()[0]
     by_genre = dict(zip(GENRES, evidence.tolist()))
     assert by_genre["Rock"] == pytest.approx(0.7, rel=1e-4)  # the strongest hallmark, not the mean
     assert by_genre["Jazz"] == pytest.approx(0.4, rel=1e-4)

@@ -55,7 +55,12 @@ def test_trained_ensemble_beats_the_prior_on_held_out_clips(dataset, tmp_path):
     report = json.loads((tmp_path / "weights" / "report.json").read_text())
     assert report["split"] == "test" and set(report["members"]) == {"cnn0", "cnn1"}
     assert (tmp_path / "weights" / "confusion.png").stat().st_size > 10_000
+    assert_beats_prior_on_held_out_clips(tmp_path, tmp_path / "weights")
 
+
+def assert_beats_prior_on_held_out_clips(tmp_path: Path, weights: Path) -> None:
+    """predict.py with `weights` on fresh clips of the toy genres, plus a broken file."""
+    manifest = json.loads((weights / "manifest.json").read_text())
     payload, truth = tmp_path / "held_out", {}
     payload.mkdir()
     for genre in TOY_GENRES:
@@ -65,7 +70,7 @@ def test_trained_ensemble_beats_the_prior_on_held_out_clips(dataset, tmp_path):
     (payload / "broken.mp3").write_bytes(b"")
     out, report_path = tmp_path / "predictions.csv", tmp_path / "report.json"
     result = subprocess.run([sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--out", str(out),
-                             "--weights", str(tmp_path / "weights"), "--device", "cpu", "--report", str(report_path)],
+                             "--weights", str(weights), "--device", "cpu", "--report", str(report_path)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     with open(out, newline="") as file:
@@ -79,6 +84,29 @@ def test_trained_ensemble_beats_the_prior_on_held_out_clips(dataset, tmp_path):
     assert (probs.argmax(axis=1) == labels).mean() >= 0.75
     statuses = {e["file_id"]: e["status"] for e in json.loads(report_path.read_text())}
     assert statuses["broken"] == "fallback"
+
+
+def test_heads_on_the_pretrained_musicnn_taggers_train_beside_a_cnn(dataset, tmp_path):
+    """--backbone musicnn: a genre head on the frozen taggers' embedding, in one ensemble with a CNN."""
+    import torch
+
+    weights = tmp_path / "weights"
+    result = train(dataset, weights, "--members", "1", "--backbone", "musicnn", "--backbone-members", "1",
+                   "--epochs", "4", "--chunk-seconds", "1", "--max-chunks", "2", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((weights / "manifest.json").read_text())
+    kinds = {m["name"]: (m["kind"], m["architecture"], m["max_chunks"]) for m in manifest["members"]}
+    assert kinds == {"cnn0": ("cnn", "short_chunk_resnet", None), "musicnn0": ("transfer", "musicnn_transfer", 2)}
+    transfer = next(m for m in manifest["members"] if m["kind"] == "transfer")
+    assert transfer["spectrogram"]["n_mels"] == 96 and transfer["spectrogram"]["compression"] == "log10_1p"
+    # frozen: the taggers in the trained member are exactly the pretrained ones; only the head learned
+    trained = torch.load(weights / transfer["state_dict"], weights_only=True)
+    pretrained = torch.load(REPO / "weights" / "musicnn" / "musicnn_pair.pt", weights_only=True)
+    assert all(torch.equal(trained[k], v) for k, v in pretrained.items())
+    assert any(k.startswith("head.") for k in trained)
+    report = json.loads((weights / "report.json").read_text())
+    assert report["members"]["musicnn0"]["log_loss"] < 0.5 * report["prior_log_loss"], report["members"]
+    assert_beats_prior_on_held_out_clips(tmp_path, weights)
 
 
 def test_resume_after_a_kill_reaches_the_same_ensemble(dataset, tmp_path):
