@@ -6,7 +6,9 @@ One module per idea, shared by `predict.py` and `train.py`:
 - `audio`        any mp3 -> mono float32 at the model rate (one decode path for everything)
 - `spectrogram`  waveforms -> log-mel, as a torch module (same numbers on CPU and GPU)
 - `chunking`     a clip's spectrogram -> fixed-length chunks, and chunk outputs -> clip outputs
-- `networks`     the CNN architectures that score one chunk
+- `networks`     the architectures that score one chunk, by name
+- `musicnn`      the pretrained musicnn taggers in PyTorch; the transfer-learning head
+- `zero_shot`    their tags -> the 16 genres by a documented table (the default model)
 - `ensemble`     the ensemble on disk (manifest + state dicts) and in memory
 - `inference`    files -> decode workers -> ensemble batches -> one prediction per file
 - `journal`      finished predictions on disk, so an interrupted run resumes

@@ -310,7 +310,9 @@ def clip_logits(
 ) -> torch.Tensor:
     """A clip's logits: the mean of its chunks' logits (chunks from `chunking.make_chunks`).
     Used by prediction and by training's evaluation alike. The network sees at most `max_chunks`
-    chunks at a time, which bounds activation memory whatever the batch of clips."""
+    chunks at a time (fewer if it says so in `chunks_per_call`), which bounds activation memory
+    whatever the batch of clips."""
+    max_chunks = min(max_chunks, getattr(network, "chunks_per_call", max_chunks))
     logits = torch.cat([network(chunks[i : i + max_chunks]).float() for i in range(0, len(chunks), max_chunks)])
     return mean_by_owner(logits, owner, clips)
 

@@ -134,6 +134,8 @@ class MusicnnPair(nn.Module):
     """The MSD and the MTT tagger side by side: 100 tag logits (`PAIR_TAGS` order) and a
     400-dimensional embedding per chunk."""
 
+    chunks_per_call = 16  # the front end's maps are ~14 MB per chunk: bound the peak memory
+
     def __init__(self):
         super().__init__()
         self.msd = MusicnnTagger(len(MSD_TAGS))

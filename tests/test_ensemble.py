@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, random_state_dicts, tiny_ensemble_manifest
+from conftest import random_state_dicts, tiny_ensemble_manifest
 
 from model.chunking import make_chunks
 from model.ensemble import (
