@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     from model.calibration import fit_temperature
     from model.device import DeviceError, choose_device
     from model.ensemble import Manifest, MemberSpec, floor_probabilities, save_ensemble
-    from model.features import build_cache
+    from model.features import build_caches
     from model.genres import GENRES
     from model.metrics import confusion_png, scores
     from model.musicnn import MUSICNN_CHUNK_SECONDS, MUSICNN_SPECTROGRAM
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     #    and is evaluated on the same clips (those every cache could use).
     workers = args.workers if args.workers is not None else len(os.sched_getaffinity(0))
     configs = list(dict.fromkeys(config for _, _, config in plans))
-    caches = {config: build_cache(args.cache, config, tracks[["key", "path"]], workers) for config in configs}
+    caches = build_caches(args.cache, configs, tracks[["key", "path"]], workers)
     usable_keys = set.intersection(*(set(cache.ok()["key"]) for cache in caches.values()))
     usable = tracks[tracks["key"].isin(usable_keys)]
     label_of = {genre: i for i, genre in enumerate(GENRES)}

@@ -10,6 +10,10 @@ scratch), `zero_shot` (the pretrained musicnn taggers read through a fixed tag -
 never fitted on FMA; its output is log genre evidence, to which the class prior is added) and
 `transfer` (a genre head trained here on the pretrained taggers' embedding).
 
+Members built on the same frozen pretrained taggers (the zero-shot member and frozen transfer
+heads: networks with `backbone_key`, `backbone` and `head_from`) share one run of the taggers per
+batch: each chunk goes through the taggers once, then through every such member's head.
+
 Combining: each member gives per-clip log-probabilities (for a network: log-softmax of its outputs
 averaged over the clip's chunks, at most `max_chunks` of them spread over the clip when set; for a
 `prior` member: the log class prior). The ensemble
@@ -271,6 +275,8 @@ class Ensemble(nn.Module):
         self.config_keys = {config: f"spec{i}" for i, config in enumerate(configs)}
         self.logmels = nn.ModuleDict({key: LogMel(config) for config, key in self.config_keys.items()})
         self.register_buffer("log_prior", torch.tensor(manifest.class_prior).log().float(), persistent=False)
+        self.backbone_keys = {name: network.backbone_key() for name, network in networks.items()
+                              if hasattr(network, "backbone_key")}
 
     @property
     def device(self) -> torch.device:
@@ -282,18 +288,28 @@ class Ensemble(nn.Module):
         clips = len(lengths)
         specs = {key: logmel(waveforms) for key, logmel in self.logmels.items()}  # once per config
         chunk_cache: dict[tuple[str, int, int | None], tuple[torch.Tensor, torch.Tensor]] = {}
+        backbone_cache: dict[tuple, tuple[torch.Tensor, ...]] = {}  # shared frozen taggers' outputs
         member_log_probs = []
         for member in self.manifest.members:
             if member.kind == "prior":
                 member_log_probs.append(self.log_prior.expand(clips, -1))
                 continue
             config = member.spectrogram
-            key = self.config_keys[config]
-            chunk = config.seconds_to_frames(member.chunk_seconds)
-            if (key, chunk, member.max_chunks) not in chunk_cache:
+            chunk_key = (self.config_keys[config], config.seconds_to_frames(member.chunk_seconds), member.max_chunks)
+            if chunk_key not in chunk_cache:
                 frames = [config.frames(n) for n in lengths]
-                chunk_cache[key, chunk, member.max_chunks] = make_chunks(specs[key], frames, chunk, member.max_chunks)
-            logits = clip_logits(self.networks[member.name], *chunk_cache[key, chunk, member.max_chunks], clips)
+                chunk_cache[chunk_key] = make_chunks(specs[chunk_key[0]], frames, *chunk_key[1:])
+            chunks, owner = chunk_cache[chunk_key]
+            network, backbone_key = self.networks[member.name], self.backbone_keys.get(member.name)
+            if backbone_key is None:
+                logits = clip_logits(network, chunks, owner, clips)
+            else:  # shared frozen taggers: run them once per chunk set, then this member's head
+                if (backbone_key, chunk_key) not in backbone_cache:
+                    step = getattr(network, "chunks_per_call", 64)
+                    parts = [network.backbone(chunks[i : i + step]) for i in range(0, len(chunks), step)]
+                    backbone_cache[backbone_key, chunk_key] = tuple(torch.cat(p) for p in zip(*parts))
+                features = backbone_cache[backbone_key, chunk_key]
+                logits = mean_by_owner(network.head_from(*features).float(), owner, clips)
             if member.kind == "zero_shot":  # log evidence + log prior (see the module docstring)
                 logits = logits + self.log_prior
             member_log_probs.append(torch.log_softmax(logits, dim=1))

@@ -7,7 +7,8 @@ config gets a different cache):
   index.csv     key, offset, frames, status ("ok" | "failed"), reason -- one row per track seen
 
 Built in parallel worker processes (decode + log-mel on the CPU, one torch thread each, the
-fastest layout measured here) through the same `decode` and `LogMel` as prediction. Resumable:
+fastest layout measured here) through the same `decode` and `LogMel` as prediction; several
+configs (the CNNs' and musicnn's) are filled from one decoding pass. Resumable:
 the index is saved every few hundred tracks and the data file is cut back to what the index
 covers, so a rerun after a crash continues where the last save left off and skips what is
 cached. Undecodable, silent and too-short files are recorded as failed with their reason,
@@ -58,54 +59,85 @@ def cache_folder(root: str | Path, config: SpectrogramConfig) -> Path:
     return Path(root) / f"logmel-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
-def build_cache(
-    root: str | Path, config: SpectrogramConfig, tracks: pd.DataFrame, workers: int
-) -> FeatureCache:
-    """Make sure every track (columns key, path) is in the cache; returns the opened cache."""
-    folder = cache_folder(root, config)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / "config.json", json.dumps(config.to_dict(), indent=2).encode())
-    index = _read_index(folder)
-    data_path = folder / "logmel.f16"
-    covered = int((index["offset"] + index["frames"]).max()) if (index["status"] == "ok").any() else 0
-    bytes_per_frame = 2 * config.n_mels
-    with open(data_path, "ab") as data:
-        data.truncate(covered * bytes_per_frame)  # drop what a crash wrote after the last index save
+class _CacheWriter:
+    """One cache folder being filled: its index, its data file, the rows not yet saved."""
 
-    done = set(index["key"])
-    todo = tracks[~tracks["key"].astype(str).isin(done)].drop_duplicates("key")
-    print(f"feature cache {folder}: {len(done)} tracks cached, {len(todo)} to compute", file=sys.stderr)
-    start, rows, failed = time.perf_counter(), [], 0
+    def __init__(self, root: str | Path, config: SpectrogramConfig):
+        self.config, self.folder = config, cache_folder(root, config)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.folder / "config.json", json.dumps(config.to_dict(), indent=2).encode())
+        self.index = _read_index(self.folder)
+        self.bytes_per_frame = 2 * config.n_mels
+        covered = int((self.index["offset"] + self.index["frames"]).max()) if (self.index["status"] == "ok").any() else 0
+        self.data = open(self.folder / "logmel.f16", "ab")  # noqa: SIM115 -- closed in close()
+        self.data.truncate(covered * self.bytes_per_frame)  # drop what a crash wrote after the last index save
+        self.data.seek(0, os.SEEK_END)
+        self.offset, self.rows, self.failed = covered, [], 0
+        self.done = set(self.index["key"])
+
+    def add(self, key: str, result: np.ndarray | str) -> None:
+        if key in self.done:
+            return
+        if isinstance(result, np.ndarray):
+            self.data.write(result.tobytes())
+            self.rows.append((key, self.offset, len(result), "ok", ""))
+            self.offset += len(result)
+        else:
+            self.rows.append((key, 0, 0, "failed", result))
+            self.failed += 1
+        self.done.add(key)
+        if len(self.rows) >= _SAVE_EVERY:
+            self.save()
+
+    def save(self) -> None:
+        self.index = _save_index(self.folder, self.index, self.rows, self.data)
+        self.rows = []
+
+    def close(self) -> FeatureCache:
+        self.save()
+        self.data.close()
+        bad = self.index[self.index["status"] == "failed"]
+        for row in bad.head(20).itertuples():
+            print(f"  skipped {row.key}: {row.reason}", file=sys.stderr)
+        if len(bad) > 20:
+            print(f"  ... and {len(bad) - 20} more (see {self.folder / 'index.csv'})", file=sys.stderr)
+        return open_cache(self.folder, self.config)
+
+
+def build_caches(
+    root: str | Path, configs: list[SpectrogramConfig], tracks: pd.DataFrame, workers: int
+) -> dict[SpectrogramConfig, FeatureCache]:
+    """Make sure every track (columns key, path) is in the cache of every config; one decoding
+    pass serves them all (configs of one sample rate). Returns the opened caches."""
+    if len({config.sample_rate for config in configs}) > 1:
+        return {c: cache for config in configs for c, cache in build_caches(root, [config], tracks, workers).items()}
+    writers = [_CacheWriter(root, config) for config in configs]
+    keys = tracks["key"].astype(str)
+    todo = tracks[~keys.isin(set.intersection(*(w.done for w in writers)))].drop_duplicates("key")
+    for writer in writers:
+        print(f"feature cache {writer.folder}: {len(writer.done)} tracks cached, "
+              f"{int((~keys.isin(writer.done)).sum())} to compute", file=sys.stderr)
+    start = time.perf_counter()
     if len(todo):
-        with open(data_path, "ab") as data, tqdm(total=len(todo), unit="track", file=sys.stderr,
-                                                   mininterval=1.0, dynamic_ncols=True) as progress:
-            offset = data.tell() // bytes_per_frame
-            transform = partial(log_mel_features, config=config)
-            results = decode_many(todo["path"], config.sample_rate, workers, prefetch=8, transform=transform)
+        transform = partial(log_mel_features, configs=tuple(configs))
+        results = decode_many(todo["path"], configs[0].sample_rate, workers, prefetch=8, transform=transform)
+        with tqdm(total=len(todo), unit="track", file=sys.stderr, mininterval=1.0, dynamic_ncols=True) as progress:
             for key, (_, result) in zip(todo["key"].astype(str), results):  # results come in input order
-                if isinstance(result, np.ndarray):
-                    data.write(result.tobytes())
-                    rows.append((key, offset, len(result), "ok", ""))
-                    offset += len(result)
-                else:
-                    reason = result.reason if isinstance(result, DecodeError) else str(result)
-                    rows.append((key, 0, 0, "failed", reason))
-                    failed += 1
+                if isinstance(result, DecodeError):
+                    result = result.reason
+                for writer, features in zip(writers, result if isinstance(result, tuple) else [result] * len(writers)):
+                    writer.add(key, features)
                 progress.update()
-                if len(rows) % _SAVE_EVERY == 0:
-                    index = _save_index(folder, index, rows, data)
-                    rows = []
-            index = _save_index(folder, index, rows, data)
-    elapsed = time.perf_counter() - start
-    if len(todo):
+        elapsed = time.perf_counter() - start
+        failed = max(writer.failed for writer in writers)
         print(f"feature cache: {len(todo)} tracks in {elapsed:.0f} s ({len(todo) / max(elapsed, 1e-9):.1f} tracks/s), "
               f"{failed} failed", file=sys.stderr)
-    bad = index[index["status"] == "failed"]
-    for row in bad.head(20).itertuples():
-        print(f"  skipped {row.key}: {row.reason}", file=sys.stderr)
-    if len(bad) > 20:
-        print(f"  ... and {len(bad) - 20} more (see {folder / 'index.csv'})", file=sys.stderr)
-    return open_cache(folder, config)
+    return {writer.config: writer.close() for writer in writers}
+
+
+def build_cache(root: str | Path, config: SpectrogramConfig, tracks: pd.DataFrame, workers: int) -> FeatureCache:
+    """`build_caches` for one config."""
+    return build_caches(root, [config], tracks, workers)[config]
 
 
 def open_cache(folder: Path, config: SpectrogramConfig) -> FeatureCache:
@@ -121,19 +153,22 @@ def open_cache(folder: Path, config: SpectrogramConfig) -> FeatureCache:
 _logmels: dict[SpectrogramConfig, LogMel] = {}
 
 
-def log_mel_features(decoded: Decoded, config: SpectrogramConfig) -> np.ndarray | str:
-    """Worker side: (frames, n_mels) float16 log-mel, or the reason the clip is unusable."""
+def log_mel_features(decoded: Decoded, configs: tuple[SpectrogramConfig, ...]) -> tuple[np.ndarray, ...] | str:
+    """Worker side: one (frames, n_mels) float16 log-mel per config, or the reason the clip is unusable."""
     import torch
 
     reason = unusable_reason(decoded)
     if reason:
         return reason
-    if config not in _logmels:
-        torch.set_num_threads(1)  # one process per core is the fast layout here
-        _logmels[config] = LogMel(config)
-    with torch.inference_mode():
-        spec = _logmels[config](torch.from_numpy(decoded.audio)[None])[0]
-    return spec.T.contiguous().numpy().astype(np.float16)
+    torch.set_num_threads(1)  # one process per core is the fast layout here
+    audio = torch.from_numpy(decoded.audio)[None]
+    out = []
+    for config in configs:
+        if config not in _logmels:
+            _logmels[config] = LogMel(config)
+        with torch.inference_mode():
+            out.append(_logmels[config](audio)[0].T.contiguous().numpy().astype(np.float16))
+    return tuple(out)
 
 
 def _read_index(folder: Path) -> pd.DataFrame:

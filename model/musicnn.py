@@ -20,6 +20,8 @@ Batch-norm follows ReLU throughout, with TensorFlow's epsilon of 1e-3.
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -142,9 +144,25 @@ class MusicnnPair(nn.Module):
         self.mtt = MusicnnTagger(len(MTT_TAGS))
 
     def forward(self, spec: Tensor) -> tuple[Tensor, Tensor]:
+        return self.backbone(spec)
+
+    def backbone(self, spec: Tensor) -> tuple[Tensor, Tensor]:
+        """(batch, 96, frames) -> tag logits (batch, 100) and embedding (batch, 400)."""
         msd_tags, msd_embedding = self.msd.tags_and_embedding(spec)
         mtt_tags, mtt_embedding = self.mtt.tags_and_embedding(spec)
         return torch.cat([msd_tags, mtt_tags], dim=1), torch.cat([msd_embedding, mtt_embedding], dim=1)
+
+    def backbone_key(self) -> str | None:
+        """Identifies the taggers' weights when they are frozen (None when they train), so an
+        ensemble runs them once for all members that share them (see model/ensemble.py)."""
+        if getattr(self, "fine_tune", False):
+            return None
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            if name.startswith(("msd.", "mtt.")):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
 
 def check_input(n_mels: int) -> None:
@@ -181,7 +199,10 @@ class MusicnnTransfer(MusicnnPair):
 
     def forward(self, spec: Tensor) -> Tensor:
         with torch.set_grad_enabled(self.fine_tune and torch.is_grad_enabled()):
-            embedding = super().forward(spec)[1]
+            features = self.backbone(spec)
+        return self.head_from(*features)
+
+    def head_from(self, tag_logits: Tensor, embedding: Tensor) -> Tensor:
         return self.head(embedding)
 
     def parameter_groups(self) -> list[dict]:

@@ -107,5 +107,8 @@ class MusicnnZeroShot(MusicnnPair):
         return self.evidence(torch.cat(base)[None].float())[0]
 
     def forward(self, spec: Tensor) -> Tensor:
-        tags = torch.sigmoid(super().forward(spec)[0].float())
+        return self.head_from(*self.backbone(spec))
+
+    def head_from(self, tag_logits: Tensor, embedding: Tensor) -> Tensor:
+        tags = torch.sigmoid(tag_logits.float())
         return torch.log(self.evidence(tags)) - torch.log(self.base_evidence())

@@ -91,7 +91,7 @@ def test_zero_shot_evidence_follows_the_table(monkeypatch):
     setting = {"msd:rock": 0.2, "msd:punk": 0.7, "msd:jazz": 0.4, "mtt:voice": 0.8, "mtt:drums": 0.25}
     for tag, p in setting.items():
         probs[0, PAIR_TAGS.index(tag)] = p
-    monkeypatch.setattr(MusicnnPair, "forward", lambda self, spec: (torch.logit(probs), None))
+    monkeypatch.setattr(MusicnnPair, "backbone", lambda self, spec: (torch.logit(probs), None))
     head = MusicnnZeroShot(96, 16)
     with torch.no_grad():  # output: log evidence - log evidence of the average training clip
         evidence = (head(torch.zeros(1, 96, MUSICNN_CHUNK_FRAMES)) + head.base_evidence().log()).exp()[0]
@@ -173,3 +173,72 @@ def test_max_chunks_spreads_a_sample_over_the_clip():
     assert chunk_starts(1876, 187, 4) == [0, 563, 1126, 1689]  # first at the start, last at the end
     assert chunk_starts(1876, 187, 1) == [844]  # one chunk: the middle
     assert chunk_starts(100, 187, 4) == [0]
+
+
+def test_fine_tuning_trains_the_taggers_ten_times_slower(tmp_path):
+    """--fine-tune: the taggers learn too, in their own optimizer group at 0.1 x the head's rate."""
+    from model.training import ClipSet, FeatureStore, MemberConfig, train_member
+
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.full((8,), 200)
+    data = (torch.rand(8 * 200, 96, generator=generator) * 4).half().numpy()
+    clips = ClipSet(torch.arange(8) * 200, frames, torch.arange(8) % 4)
+    store = FeatureStore(data, torch.device("cpu"), compression="log10_1p")
+    config = MemberConfig(name="ft", architecture="musicnn_transfer", hparams={"hidden": 16, "fine_tune": True},
+                          epochs=1, batch_size=4, mixup_alpha=0.0, backbone_weights=str(PAIR_FILE))
+    network, history = train_member(config, store, clips, clips, MUSICNN_CHUNK_FRAMES, tmp_path / "ft.ckpt")
+    pretrained = torch.load(PAIR_FILE, weights_only=True)
+    trained = network.state_dict()
+    assert not torch.equal(trained["msd.timbral.0.conv.weight"], pretrained["msd.timbral.0.conv.weight"])
+    groups = torch.load(tmp_path / "ft.ckpt", weights_only=True)["optimizer"]["param_groups"]
+    assert [g["lr_scale"] for g in groups] == [1.0, 0.1]
+    assert groups[1]["lr"] == pytest.approx(0.1 * groups[0]["lr"])
+
+
+def test_members_on_the_same_frozen_taggers_share_one_run_of_them(tmp_path, monkeypatch):
+    """zero-shot + two frozen transfer heads: the taggers run once per batch, and the ensemble's
+    output equals each member computed on its own; a fine-tuned member runs its own taggers."""
+    from model.chunking import make_chunks
+    from model.ensemble import Manifest, MemberSpec, clip_logits, save_ensemble
+    from model.musicnn import MUSICNN_CHUNK_SECONDS, MusicnnTransfer
+
+    (tmp_path / "musicnn").mkdir()
+    (tmp_path / "musicnn" / "musicnn_pair.pt").write_bytes(PAIR_FILE.read_bytes())
+    shipped = load_manifest(REPO / "weights").members[0]
+    common = dict(spectrogram=MUSICNN_SPECTROGRAM, chunk_seconds=MUSICNN_CHUNK_SECONDS, max_chunks=3)
+    members, states = [MemberSpec(**{**shipped.__dict__, "max_chunks": 3})], {}
+    for i, fine_tune in enumerate((False, False, True)):
+        hparams = {"hidden": 8, "fine_tune": fine_tune}
+        torch.manual_seed(i)
+        network = MusicnnTransfer(96, 16, **hparams)
+        network.load_state_dict(torch.load(PAIR_FILE, weights_only=True), strict=False)
+        if fine_tune:  # as after fine-tuning: taggers that differ from the pretrained ones
+            network.msd.output.bias.data += 0.5
+        members.append(MemberSpec(name=f"head{i}", kind="transfer", architecture="musicnn_transfer",
+                                  hparams=hparams, **common))
+        states[f"head{i}"] = network.state_dict()
+    manifest = Manifest(GENRES, 16000, 1.3, tuple(fma_medium_prior()), tuple(members), "sharing test")
+    save_ensemble(tmp_path, manifest, states)
+    ensemble = load_ensemble(tmp_path)
+    keys = ensemble.backbone_keys
+    assert keys["musicnn-zero-shot"] == keys["head0"] == keys["head1"] and keys["head2"] is None
+
+    calls, real = [], MusicnnPair.backbone
+    monkeypatch.setattr(MusicnnPair, "backbone", lambda self, spec: calls.append(len(spec)) or real(self, spec))
+    rng = np.random.default_rng(1)
+    lengths = [16000 * 12, 16000 * 7]
+    waveforms = torch.zeros(2, max(lengths))
+    for row, n in enumerate(lengths):
+        waveforms[row, :n] = torch.from_numpy(0.2 * rng.standard_normal(n).astype(np.float32))
+    with torch.inference_mode():
+        shared = ensemble(waveforms, lengths)
+        assert len(calls) == 2  # once for the three frozen members, once for the fine-tuned one
+        specs = next(iter(ensemble.logmels.values()))(waveforms)
+        chunks, owner = make_chunks(specs, [MUSICNN_SPECTROGRAM.frames(n) for n in lengths], MUSICNN_CHUNK_FRAMES, 3)
+        alone = []
+        for member in members:
+            logits = clip_logits(ensemble.networks[member.name], chunks, owner, 2)
+            logits = logits + ensemble.log_prior if member.kind == "zero_shot" else logits
+            alone.append(torch.log_softmax(logits, dim=1))
+        expected = torch.log_softmax(torch.stack(alone).mean(0) / 1.3, dim=1)
+    assert torch.allclose(shared, expected, atol=1e-5)

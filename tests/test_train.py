@@ -16,7 +16,7 @@ import soundfile as sf
 from conftest import REPO, TOY_GENRES, make_fma_dataset, toy_clip
 
 from model import fma
-from model.features import build_cache, cache_folder
+from model.features import build_cache, build_caches, cache_folder
 from model.genres import GENRES
 from model.spectrogram import SpectrogramConfig
 
@@ -165,6 +165,29 @@ def test_cache_is_reused_keyed_by_config_and_resumable(dataset, tmp_path, monkey
     assert cache_folder(tmp_path, other) != folder
     monkeypatch.undo()
     assert build_cache(tmp_path, other, tracks, workers=0).data.shape[1] == 48
+
+
+def test_two_configs_fill_from_one_decoding_pass(dataset, tmp_path, monkeypatch):
+    """The CNNs' and musicnn's caches (train.py --backbone musicnn) decode each file once."""
+    import model.features
+    from model.musicnn import MUSICNN_SPECTROGRAM
+
+    tracks = fma.load_fma(dataset["metadata"], dataset["audio"])[["key", "path"]].head(8)
+    alone = {config: build_cache(tmp_path / "alone", config, tracks, workers=0)
+             for config in (SpectrogramConfig(n_mels=40), MUSICNN_SPECTROGRAM)}
+    decoded, real = [], model.features.decode_many
+
+    def counting(paths, *args, **kwargs):
+        decoded.extend(paths)
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr("model.features.decode_many", counting)
+    together = build_caches(tmp_path / "together", list(alone), tracks, workers=0)
+    assert len(decoded) == 8
+    for config, cache in together.items():
+        assert cache.data.shape[1] == config.n_mels and len(cache.ok()) == 8
+        for key in tracks["key"]:
+            assert np.array_equal(cache.spectrogram(key), alone[config].spectrogram(key))
 
 
 def test_crowdai_and_own_labels_train(dataset, tmp_path):
