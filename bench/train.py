@@ -2,12 +2,14 @@
 """Training-side throughput on generated clips, projected to FMA-medium.
 
     python bench/train.py [--clips 300] [--device auto] [--epochs 2]
+    python bench/train.py --backbone musicnn [--fine-tune]     # a head on the pretrained taggers
 
 Uses the cached payload of bench/predict.py (30-s 44.1 kHz stereo mp3s) with random genre labels
 (speed does not depend on what the labels mean) and measures, in one run:
   1. decode only, through the decode workers;
   2. building the feature cache (decode + log-mel + write), same workers -> ratio to 1 (target >= 0.8);
-  3. training one member of the default shape: crops/s (second epoch, after warm-up), the time to
+  3. training one member of the default shape (or, with --backbone musicnn, one transfer head on
+     musicnn's own cache): crops/s (second epoch, after warm-up), the time to
      score a validation clip, host peak RSS, and mean GPU utilisation when on a GPU;
 and projects the wall time of the README's training command on FMA-medium (25,000 clips:
 19,922 train / 2,505 validation) from those rates, for the given number of members and epochs.
@@ -67,6 +69,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=3, help="for the projection (default 3)")
     parser.add_argument("--epochs", type=int, default=40, help="for the projection (default 40, the train.py default)")
     parser.add_argument("--payload", type=Path, default=Path("/tmp/fma-bench-payload"))
+    parser.add_argument("--backbone", default="none", choices=["none", "musicnn"], help="measure a transfer head instead")
+    parser.add_argument("--fine-tune", action="store_true", help="with --backbone musicnn: train the taggers too")
     args = parser.parse_args()
 
     import torch
@@ -75,11 +79,22 @@ def main() -> None:
     from model.device import choose_device
     from model.features import build_cache
     from model.genres import GENRES
+    from model.musicnn import MUSICNN_CHUNK_SECONDS, MUSICNN_SPECTROGRAM
     from model.spectrogram import SpectrogramConfig
     from model.training import ClipSet, FeatureStore, MemberConfig, train_member
 
     paths = make_payload(args.payload, args.clips)
-    config = SpectrogramConfig()
+    if args.backbone == "musicnn":
+        config = MUSICNN_SPECTROGRAM
+        member = MemberConfig(name="bench", architecture="musicnn_transfer", epochs=2, batch_size=args.batch_size,
+                              hparams={"hidden": 256, "dropout": 0.5, "fine_tune": args.fine_tune}, patience=10,
+                              chunk_seconds=MUSICNN_CHUNK_SECONDS, lr=1e-3, max_chunks=4,
+                              backbone_weights=str(REPO / "weights" / "musicnn" / "musicnn_pair.pt"))
+        described = f"musicnn transfer head ({'fine-tuned' if args.fine_tune else 'frozen'} taggers), 4 chunks/clip"
+    else:
+        config = SpectrogramConfig()
+        member = MemberConfig(name="bench", epochs=2, batch_size=args.batch_size, patience=10)
+        described = "short_chunk_resnet 32-64-128-256"
     device, _ = choose_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -103,8 +118,7 @@ def main() -> None:
             return ClipSet(torch.tensor(rows["offset"].values), torch.tensor(rows["frames"].values),
                            torch.tensor(rng.integers(0, len(GENRES), len(rows))))
 
-        store = FeatureStore(cache.data, device)
-        member = MemberConfig(name="bench", epochs=2, batch_size=args.batch_size, patience=10)
+        store = FeatureStore(cache.data, device, config.compression)
         with GpuUtilisation() as gpu:
             _, history = train_member(member, store, clip_set(train_rows), clip_set(valid_rows),
                                       config.seconds_to_frames(member.chunk_seconds), Path(tmp) / "bench.ckpt")
@@ -118,8 +132,8 @@ def main() -> None:
     gpu_name = torch.cuda.get_device_name(0) if device.type == "cuda" else "-"
     print(f"\nmachine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, GPU {gpu_name}; "
           f"torch {torch.__version__}; device {device}; {args.workers} workers")
-    print(f"data: {len(paths)} x 30-s 44.1 kHz stereo mp3; member: short_chunk_resnet 32-64-128-256, "
-          f"3-s crops, batch {args.batch_size}; features {'on the GPU' if store.on_device else 'memory-mapped'}")
+    print(f"data: {len(paths)} x 30-s 44.1 kHz stereo mp3; member: {described}, "
+          f"{member.chunk_seconds:.3g}-s crops, batch {args.batch_size}; features {'on the GPU' if store.on_device else 'memory-mapped'}")
     print("| measure | value |\n|---|---|")
     print(f"| decode only | {decode_rate:.1f} clips/s |")
     print(f"| feature cache build (decode + log-mel + write) | {cache_rate:.1f} clips/s |")
