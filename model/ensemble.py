@@ -305,8 +305,7 @@ class Ensemble(nn.Module):
                 logits = clip_logits(network, chunks, owner, clips)
             else:  # shared frozen taggers: run them once per chunk set, then this member's head
                 if (backbone_key, chunk_key) not in backbone_cache:
-                    step = getattr(network, "chunks_per_call", 64)
-                    parts = [network.backbone(chunks[i : i + step]) for i in range(0, len(chunks), step)]
+                    parts = in_slices(network, network.backbone, chunks)
                     backbone_cache[backbone_key, chunk_key] = tuple(torch.cat(p) for p in zip(*parts))
                 features = backbone_cache[backbone_key, chunk_key]
                 logits = mean_by_owner(network.head_from(*features).float(), owner, clips)
@@ -325,12 +324,16 @@ def clip_logits(
     network: nn.Module, chunks: torch.Tensor, owner: torch.Tensor, clips: int, max_chunks: int = 64
 ) -> torch.Tensor:
     """A clip's logits: the mean of its chunks' logits (chunks from `chunking.make_chunks`).
-    Used by prediction and by training's evaluation alike. The network sees at most `max_chunks`
-    chunks at a time (fewer if it says so in `chunks_per_call`), which bounds activation memory
-    whatever the batch of clips."""
-    max_chunks = min(max_chunks, getattr(network, "chunks_per_call", max_chunks))
-    logits = torch.cat([network(chunks[i : i + max_chunks]).float() for i in range(0, len(chunks), max_chunks)])
+    Used by prediction and by training's evaluation alike."""
+    logits = torch.cat([out.float() for out in in_slices(network, network, chunks, max_chunks)])
     return mean_by_owner(logits, owner, clips)
+
+
+def in_slices(network: nn.Module, function, chunks: torch.Tensor, max_chunks: int = 64) -> list:
+    """`function` applied to at most `max_chunks` chunks at a time (fewer if the network says so in
+    `chunks_per_call`), which bounds activation memory whatever the batch of clips."""
+    step = min(max_chunks, getattr(network, "chunks_per_call", max_chunks))
+    return [function(chunks[i : i + step]) for i in range(0, len(chunks), step)]
 
 
 def floor_probabilities(probs: np.ndarray) -> np.ndarray:
@@ -388,7 +391,7 @@ def save_ensemble(
     text = json.dumps(written.to_json(), indent=2) + "\n"
     _parse_manifest(json.loads(text), weights_dir / MANIFEST)  # never write what load would refuse
     for member in members:
-        if member.kind != "prior":
+        if member.kind != "prior" and member.name not in state_dicts:  # a file referred to, not just written
             _check_state_dict_file(weights_dir, member, weights_dir / MANIFEST)
     write_atomic(weights_dir / MANIFEST, text.encode())  # the commit point
     live = {m.state_dict for m in members if m.state_dict}
