@@ -96,11 +96,6 @@ class _CacheWriter:
     def close(self) -> FeatureCache:
         self.save()
         self.data.close()
-        bad = self.index[self.index["status"] == "failed"]
-        for row in bad.head(20).itertuples():
-            print(f"  skipped {row.key}: {row.reason}", file=sys.stderr)
-        if len(bad) > 20:
-            print(f"  ... and {len(bad) - 20} more (see {self.folder / 'index.csv'})", file=sys.stderr)
         return open_cache(self.folder, self.config)
 
 
@@ -108,31 +103,50 @@ def build_caches(
     root: str | Path, configs: list[SpectrogramConfig], tracks: pd.DataFrame, workers: int
 ) -> dict[SpectrogramConfig, FeatureCache]:
     """Make sure every track (columns key, path) is in the cache of every config; one decoding
-    pass serves them all (configs of one sample rate). Returns the opened caches."""
+    pass serves them all (configs of one sample rate), and a track computes only the configs
+    whose cache lacks it. Returns the opened caches."""
     if len({config.sample_rate for config in configs}) > 1:
         return {c: cache for config in configs for c, cache in build_caches(root, [config], tracks, workers).items()}
     writers = [_CacheWriter(root, config) for config in configs]
-    keys = tracks["key"].astype(str)
-    todo = tracks[~keys.isin(set.intersection(*(w.done for w in writers)))].drop_duplicates("key")
+    tracks = tracks.assign(key=tracks["key"].astype(str)).drop_duplicates("key")
     for writer in writers:
         print(f"feature cache {writer.folder}: {len(writer.done)} tracks cached, "
-              f"{int((~keys.isin(writer.done)).sum())} to compute", file=sys.stderr)
+              f"{int((~tracks['key'].isin(writer.done)).sum())} to compute", file=sys.stderr)
+    # which caches lack each track; usually every track lacks all or none of them
+    missing = tracks["key"].map(lambda key: tuple(i for i, w in enumerate(writers) if key not in w.done))
+    todo = int((missing.str.len() > 0).sum())
     start = time.perf_counter()
-    if len(todo):
-        transform = partial(log_mel_features, configs=tuple(configs))
-        results = decode_many(todo["path"], configs[0].sample_rate, workers, prefetch=8, transform=transform)
-        with tqdm(total=len(todo), unit="track", file=sys.stderr, mininterval=1.0, dynamic_ncols=True) as progress:
-            for key, (_, result) in zip(todo["key"].astype(str), results):  # results come in input order
+    with tqdm(total=todo, unit="track", file=sys.stderr, mininterval=1.0, dynamic_ncols=True,
+              disable=not todo) as progress:
+        for needed, group in tracks.groupby(missing, sort=False):
+            if not needed:
+                continue
+            transform = partial(log_mel_features, configs=tuple(configs[i] for i in needed))
+            results = decode_many(group["path"], configs[0].sample_rate, workers, prefetch=8, transform=transform)
+            for key, (_, result) in zip(group["key"], results):  # results come in input order
                 if isinstance(result, DecodeError):
                     result = result.reason
-                for writer, features in zip(writers, result if isinstance(result, tuple) else [result] * len(writers)):
-                    writer.add(key, features)
+                for i, features in zip(needed, result if isinstance(result, tuple) else [result] * len(needed)):
+                    writers[i].add(key, features)
                 progress.update()
+    if todo:
         elapsed = time.perf_counter() - start
-        failed = max(writer.failed for writer in writers)
-        print(f"feature cache: {len(todo)} tracks in {elapsed:.0f} s ({len(todo) / max(elapsed, 1e-9):.1f} tracks/s), "
-              f"{failed} failed", file=sys.stderr)
-    return {writer.config: writer.close() for writer in writers}
+        print(f"feature cache: {todo} tracks in {elapsed:.0f} s ({todo / max(elapsed, 1e-9):.1f} tracks/s)",
+              file=sys.stderr)
+    caches = {writer.config: writer.close() for writer in writers}
+    _report_failures(list(caches.values()))
+    return caches
+
+
+def _report_failures(caches: list[FeatureCache]) -> None:
+    """The tracks no cache could use, each listed once however many caches saw it fail."""
+    bad = pd.concat([c.index[c.index["status"] == "failed"] for c in caches]).drop_duplicates("key")
+    if len(bad):
+        print(f"feature cache: {len(bad)} unusable tracks:", file=sys.stderr)
+    for row in bad.head(20).itertuples():
+        print(f"  skipped {row.key}: {row.reason}", file=sys.stderr)
+    if len(bad) > 20:
+        print(f"  ... and {len(bad) - 20} more (see {caches[0].folder / 'index.csv'})", file=sys.stderr)
 
 
 def build_cache(root: str | Path, config: SpectrogramConfig, tracks: pd.DataFrame, workers: int) -> FeatureCache:

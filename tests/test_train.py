@@ -190,6 +190,30 @@ def test_two_configs_fill_from_one_decoding_pass(dataset, tmp_path, monkeypatch)
             assert np.array_equal(cache.spectrogram(key), alone[config].spectrogram(key))
 
 
+def test_resumed_build_computes_only_missing_configs(dataset, tmp_path, monkeypatch, capsys):
+    """A track already in one cache is decoded again only for the cache that lacks it (adding
+    --backbone musicnn to a CNN run), and an unusable track is listed once, not once per cache."""
+    import model.features
+    from model.musicnn import MUSICNN_SPECTROGRAM
+
+    tracks = fma.load_fma(dataset["metadata"], dataset["audio"])[["key", "path"]]
+    cnn = SpectrogramConfig(n_mels=40)
+    build_cache(tmp_path, cnn, tracks, workers=0)
+    build_cache(tmp_path, MUSICNN_SPECTROGRAM, tracks.head(4), workers=0)
+    capsys.readouterr()
+    computed, real = [], model.features.log_mel_features
+
+    def counting(decoded, configs):
+        computed.append(configs)
+        return real(decoded, configs)
+
+    monkeypatch.setattr("model.features.log_mel_features", counting)
+    caches = build_caches(tmp_path, [cnn, MUSICNN_SPECTROGRAM], tracks, workers=0)
+    assert computed and all(configs == (MUSICNN_SPECTROGRAM,) for configs in computed)
+    assert len(caches[MUSICNN_SPECTROGRAM].index) == len(caches[cnn].index) == len(tracks)
+    assert len(re.findall(r"skipped \d+: empty file \(0 bytes\)", capsys.readouterr().err)) == 1
+
+
 def test_crowdai_and_own_labels_train(dataset, tmp_path):
     tracks = fma.load_fma(dataset["metadata"], dataset["audio"])
     labels = tmp_path / "train_labels.csv"
