@@ -10,7 +10,9 @@ soundfile failed or came up short, the file is decoded again with PyAV, which sk
 cannot decode. Resampling is soxr HQ (what librosa uses by default).
 
 A file that yields no audio raises `DecodeError` with a reason a person can act on. A file cut
-short yields the audio before the cut: truncation is indistinguishable from a short clip.
+short yields the audio before the cut: truncation is indistinguishable from a short clip. A file
+longer than `MAX_SECONDS` (a DJ mix, an audiobook) yields its first `MAX_SECONDS`: enough to tell
+its genre, and a decoding worker's memory stays bounded (an hour of stereo float32 is 1.3 GB).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -40,6 +43,8 @@ _SLACK_SAMPLES = 4608  # four mp3 frames
 SILENCE_RMS = 10 ** (-60 / 20)
 # Shorter clips are too short to judge (the secret set's shortest real clip is 7.45 s).
 MIN_SECONDS = 1.0
+# Decoding stops here (10 minutes: longer than nearly every song).
+MAX_SECONDS = 600.0
 
 
 class DecodeError(Exception):
@@ -65,8 +70,9 @@ class Decoded:
         return len(self.audio) / self.sample_rate
 
 
-def decode(path: str | os.PathLike, sample_rate: int) -> Decoded:
-    """Decode one audio file to mono float32 at `sample_rate`; raises `DecodeError`."""
+def decode(path: str | os.PathLike, sample_rate: int, max_seconds: float = MAX_SECONDS) -> Decoded:
+    """Decode the first `max_seconds` of one audio file to mono float32 at `sample_rate`;
+    raises `DecodeError`."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -76,14 +82,14 @@ def decode(path: str | os.PathLike, sample_rate: int) -> Decoded:
         raise DecodeError(path, "empty file (0 bytes)")
 
     try:
-        audio, native_rate = _read_soundfile(path)
+        audio, native_rate = _read_soundfile(path, max_seconds)
         decoder = "soundfile"
-        expected = _stream_samples(path)
+        expected = _stream_samples(path, max_seconds)
         if expected is not None and len(audio) < _SHORT_FRACTION * expected - _SLACK_SAMPLES:
-            audio, native_rate = _read_pyav(path)  # VBR without a Xing header: soundfile stopped early
+            audio, native_rate = _read_pyav(path, max_seconds)  # VBR without a Xing header: soundfile stopped early
             decoder = "pyav"
     except (sf.LibsndfileError, RuntimeError, EOFError):
-        audio, native_rate = _read_pyav(path)
+        audio, native_rate = _read_pyav(path, max_seconds)
         decoder = "pyav"
 
     if len(audio) == 0:
@@ -98,6 +104,8 @@ def unusable_reason(decoded: Decoded) -> str | None:
     if decoded.seconds < MIN_SECONDS:
         return f"too short ({decoded.seconds:.2f} s < {MIN_SECONDS} s)"
     rms = float(np.sqrt(np.mean(np.square(decoded.audio, dtype=np.float64))))
+    if not np.isfinite(rms):  # e.g. a float WAV holding NaN or inf, renamed .mp3
+        return "damaged audio (NaN or infinite samples)"
     if rms == 0:
         return "silent (digital silence)"
     if rms < SILENCE_RMS:
@@ -105,23 +113,30 @@ def unusable_reason(decoded: Decoded) -> str | None:
     return None
 
 
-def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
-    data, rate = sf.read(path, dtype="float32", always_2d=True)
+def _read_soundfile(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
+    with sf.SoundFile(path) as file:
+        data = file.read(int(max_seconds * file.samplerate), dtype="float32", always_2d=True)
+        rate = file.samplerate
     return _to_mono(data.T), rate  # the mono copy frees soundfile's (possibly oversized) buffer
 
 
-def _stream_samples(path: Path) -> int | None:
-    """Samples the stream's packets promise, from their headers alone; None when unknown."""
+def _stream_samples(path: Path, max_seconds: float) -> int | None:
+    """Samples the stream's packets promise (up to `max_seconds`), from their headers alone;
+    None when unknown."""
     try:
         with av.open(str(path)) as container:
             stream = container.streams.audio[0]
-            ticks = sum(packet.duration or 0 for packet in container.demux(stream))
-            return int(ticks * stream.time_base * stream.codec_context.sample_rate)
+            limit, ticks = max_seconds / stream.time_base, 0
+            for packet in container.demux(stream):
+                ticks += packet.duration or 0
+                if ticks >= limit:
+                    break
+            return int(min(ticks, limit) * stream.time_base * stream.codec_context.sample_rate)
     except (av.FFmpegError, IndexError, ValueError):
         return None
 
 
-def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
+def _read_pyav(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
     """Decode with ffmpeg, skipping packets it cannot decode instead of giving up."""
     try:
         container = av.open(str(path))
@@ -132,7 +147,7 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
             raise DecodeError(path, "the file has no audio stream")
         stream = container.streams.audio[0]
         to_planar_float = av.AudioResampler(format="fltp")  # format only: rate and layout unchanged
-        blocks, rate = [], stream.codec_context.sample_rate
+        blocks, rate, samples = [], stream.codec_context.sample_rate, 0
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
@@ -141,9 +156,12 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
             for frame in frames:
                 rate = frame.sample_rate
                 blocks.extend(_to_mono(f.to_ndarray()) for f in to_planar_float.resample(frame))
+                samples += frame.samples
+            if samples >= max_seconds * rate:
+                break
     if not blocks:
         raise DecodeError(path, "no decodable audio frames")
-    return np.concatenate(blocks), rate
+    return np.concatenate(blocks)[: int(max_seconds * rate)], rate
 
 
 def _to_mono(channels_first: np.ndarray) -> np.ndarray:
@@ -169,6 +187,11 @@ def decode_many(
     worker, e.g. the feature cache's log-mel), or the `DecodeError` that explains the failure.
     At most `prefetch * workers` results wait in memory, so memory stays bounded however many
     files there are and however slow the consumer is. `workers=0` decodes in this process.
+
+    A worker that dies (a decoder segfault, the out-of-memory killer) takes the pool with it; the
+    files that were in flight are then decoded again one at a time, each in a pool of its own,
+    so the file that kills its worker is the only one lost (as a `DecodeError`), and the rest of
+    the files go on in a fresh pool.
     """
     paths = [Path(p) for p in paths]
     task = partial(_decode_or_error, sample_rate=sample_rate, transform=transform)
@@ -176,25 +199,42 @@ def decode_many(
         for path in paths:
             yield path, task(path)
         return
+    todo = deque(paths)
+    while todo:
+        pending: deque[tuple[Path, Future]] = deque()
+        with _pool(workers) as pool:
+            try:
+                while todo or pending:
+                    while todo and len(pending) < prefetch * workers:
+                        pending.append((todo[0], pool.submit(task, todo[0])))  # submit may raise: pop after
+                        todo.popleft()
+                    path, future = pending[0]
+                    result = future.result()
+                    pending.popleft()
+                    yield path, result
+            except BrokenProcessPool:
+                pass  # handled below, once the broken pool is shut down
+            finally:
+                for _, future in pending:
+                    future.cancel()
+        for path, future in pending:  # the pool broke: isolate the culprit among the files in flight
+            finished = future.done() and not future.cancelled() and future.exception() is None
+            yield path, future.result() if finished else _decode_alone(path, task)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
     import multiprocessing
 
     # spawn: never fork a process that may hold torch/CUDA/OpenMP threads.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_quiet_stderr) as pool:
-        pending: deque[tuple[Path, Future]] = deque()
-        todo = iter(paths)
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_stderr)
+
+
+def _decode_alone(path: Path, task: Callable) -> Any:
+    with _pool(1) as pool:
         try:
-            for path in todo:
-                pending.append((path, pool.submit(task, path)))
-                if len(pending) >= prefetch * workers:
-                    done_path, future = pending.popleft()
-                    yield done_path, future.result()
-            while pending:
-                done_path, future = pending.popleft()
-                yield done_path, future.result()
-        finally:
-            for _, future in pending:
-                future.cancel()
+            return pool.submit(task, path).result()
+        except BrokenProcessPool:
+            return DecodeError(path, "the decoder crashed on this file (its worker process died)")
 
 
 def _decode_or_error(path: Path, sample_rate: int, transform: Callable | None) -> Any:

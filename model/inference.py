@@ -54,13 +54,61 @@ def classify_files(
         yield from _classify_batch(ensemble, batch)
 
 
-@torch.inference_mode()
 def _classify_batch(ensemble: Ensemble, batch: list[tuple[Path, Decoded]]) -> Iterator[Prediction]:
-    lengths = [len(decoded.audio) for _, decoded in batch]
-    waveforms = torch.zeros(len(batch), max(lengths))
-    for row, (_, decoded) in enumerate(batch):
+    """Score a batch in groups of similar length: clips are zero-padded to the longest in their
+    group, so one long file must not inflate the whole batch. A group that fails (out of memory,
+    say) is retried clip by clip; a clip that fails alone, or whose output is not finite, gets
+    the fallback row with the reason, and the run goes on."""
+    budget = len(batch) * REFERENCE_SECONDS * ensemble.manifest.sample_rate
+    rows: dict[int, np.ndarray | str] = {}
+    for group in _groups_by_length([len(decoded.audio) for _, decoded in batch], budget):
+        try:
+            rows.update(zip(group, _probabilities(ensemble, [batch[i][1] for i in group])))
+        except RuntimeError:  # torch's out-of-memory errors are RuntimeErrors too
+            _release_device_memory(ensemble.device)
+            for i in group:
+                try:
+                    rows[i] = _probabilities(ensemble, [batch[i][1]])[0]
+                except RuntimeError as error:
+                    _release_device_memory(ensemble.device)
+                    rows[i] = f"the model failed on this clip: {str(error).splitlines()[0][:200]}"
+    fallback = ensemble.fallback_probabilities()
+    for i, (path, decoded) in enumerate(batch):
+        row = rows[i]
+        if isinstance(row, np.ndarray) and np.isfinite(row).all():
+            yield Prediction(path, row, "ok", decoded.seconds, decoded.decoder, None)
+        else:
+            reason = row if isinstance(row, str) else "the model's output was not finite"
+            yield Prediction(path, fallback, "fallback", decoded.seconds, decoded.decoder, reason)
+
+
+# A forward pass holds at most batch size x this much audio, or one clip if that is longer (up to
+# audio.MAX_SECONDS): memory stays that of a batch of 30-s clips, whatever the payload holds.
+REFERENCE_SECONDS = 30
+
+
+def _groups_by_length(lengths: list[int], budget: int) -> list[list[int]]:
+    """Indices grouped, shortest first, so that each group's size x its longest clip <= budget
+    (a single clip longer than the budget gets a group of its own)."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if groups and (len(groups[-1]) + 1) * lengths[i] <= budget:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+@torch.inference_mode()
+def _probabilities(ensemble: Ensemble, clips: list[Decoded]) -> np.ndarray:
+    lengths = [len(decoded.audio) for decoded in clips]
+    waveforms = torch.zeros(len(clips), max(lengths))
+    for row, decoded in enumerate(clips):
         waveforms[row, : lengths[row]] = torch.from_numpy(decoded.audio)
     log_probs = ensemble(waveforms.to(ensemble.device, non_blocking=True), lengths)
-    probabilities = floor_probabilities(log_probs.double().exp().cpu().numpy())
-    for (path, decoded), row in zip(batch, probabilities):
-        yield Prediction(path, row, "ok", decoded.seconds, decoded.decoder, None)
+    return floor_probabilities(log_probs.double().exp().cpu().numpy())
+
+
+def _release_device_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -194,3 +194,13 @@ def make_fma_dataset(root: Path, per_split=(16, 4, 4), seconds: float = 3.0) -> 
                          columns=columns)
     frame.to_csv(metadata / "tracks.csv")
     return metadata, audio
+
+
+def exit_on_short_clip(decoded) -> float:
+    """A decode-worker transform that kills its process on clips under 1 s, as a decoder segfault
+    would: the pool must survive it (see test_audio.py)."""
+    import os
+
+    if decoded.seconds < 1:
+        os._exit(3)
+    return decoded.seconds

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import dominant_frequency, signal, write_mp3, write_vbr_without_xing
+from conftest import dominant_frequency, exit_on_short_clip, signal, write_mp3, write_vbr_without_xing
 
 from model.audio import DecodeError, decode, decode_many, unusable_reason
 
@@ -86,6 +86,14 @@ def test_ten_minute_mp3(tmp_path):
     assert decode(path, RATE).seconds == pytest.approx(600.0, abs=0.1)
 
 
+def test_decoding_stops_at_max_seconds_with_either_decoder(clips):
+    cbr = decode(clips["cbr30"], RATE, max_seconds=12)
+    assert cbr.decoder == "soundfile" and cbr.seconds == 12.0
+    vbr = decode(clips["vbr_no_xing30"], RATE, max_seconds=20)  # soundfile stops at ~16.6 s: PyAV goes on
+    assert vbr.decoder == "pyav" and vbr.seconds == 20.0
+    assert np.abs(vbr.audio[-RATE:]).max() > 0.2
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_decode_many_keeps_order_and_returns_errors(clips, workers):
     names = ["cbr30", "empty", "short", "random", "silent"]
@@ -94,3 +102,14 @@ def test_decode_many_keeps_order_and_returns_errors(clips, workers):
     kinds = [type(result).__name__ for _, result in results]
     assert kinds == ["Decoded", "DecodeError", "Decoded", "DecodeError", "Decoded"]
     assert "empty file" in results[1][1].reason
+
+
+def test_a_worker_that_dies_costs_only_its_own_file(clips):
+    names = ["cbr30", "silent", "short", "cover_art", "empty", "wav_renamed"]
+    results = list(decode_many([clips[n] for n in names], RATE, workers=2, prefetch=2, transform=exit_on_short_clip))
+    assert [path for path, _ in results] == [clips[n] for n in names]
+    outcome = dict(zip(names, (result for _, result in results)))
+    assert isinstance(outcome["short"], DecodeError) and "worker process died" in outcome["short"].reason
+    assert isinstance(outcome["empty"], DecodeError) and "empty file" in outcome["empty"].reason
+    assert outcome["cbr30"] == pytest.approx(30, abs=0.1) and outcome["silent"] == pytest.approx(5, abs=0.1)
+    assert outcome["cover_art"] == pytest.approx(10, abs=0.1) and outcome["wav_renamed"] == pytest.approx(3, abs=0.01)
