@@ -26,9 +26,9 @@ GRADER_CORES = 5  # the grader machine has 5 cores: more workers only thrash
 
 def parse_args(argv: list[str] | None) -> object:
     parser = ArgumentParser(prog="predict.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--payload", default=os.environ.get("TEST_DIRECTORY", "/crowdai-payload"),
+    parser.add_argument("--payload", default=os.environ.get("TEST_DIRECTORY") or "/crowdai-payload",
                         help="folder of mp3 files (default: $TEST_DIRECTORY or /crowdai-payload)")
-    parser.add_argument("--out", default=os.environ.get("OUTPUT_PATH", "/tmp/output.csv"),
+    parser.add_argument("--out", default=os.environ.get("OUTPUT_PATH") or "/tmp/output.csv",
                         help="CSV to write (default: $OUTPUT_PATH or /tmp/output.csv)")
     parser.add_argument("--weights", default=str(HERE / "weights"),
                         help="ensemble folder holding manifest.json (default: weights/ beside this script)")
@@ -49,10 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here, not at the top: each decode worker re-imports this script when it starts
     # (multiprocessing's spawn) and should not pay for torch.
     import numpy as np
+    import torch
     from tqdm import tqdm
 
     from model.atomic import write_atomic
-    from model.device import DeviceError, choose_device
+    from model.device import DeviceError, choose_device, usable_cores
     from model.ensemble import ManifestError, load_ensemble
     from model.inference import Prediction, classify_files
     from model.journal import Journal, file_signature, journal_path, read_journal, weights_signature
@@ -66,7 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         paths = find_mp3s(payload)
     except OSError as error:
         die(prog, f"cannot list payload folder {payload}: {error.strerror}")
-    workers = args.workers if args.workers is not None else min(GRADER_CORES, len(os.sched_getaffinity(0)))
+    paths = drop_duplicate_ids(paths)
+    for target, flag in ((Path(args.out), "--out"), *([(Path(args.report), "--report")] if args.report else [])):
+        if target.is_dir():
+            die(prog, f"{flag} {target} is a folder: give a file name", 2)
+    cores = usable_cores()
+    workers = args.workers if args.workers is not None else min(GRADER_CORES, cores)
+    torch.set_num_threads(cores)  # torch's default counts a quota-limited container's host cores
 
     try:
         device, warning = choose_device(args.device)
@@ -97,13 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     predictions, kept = {}, []
     for path in paths:
         entry = reusable.get(tuple(file_signature(path)))
-        if entry:
+        if entry and not is_transient(entry):
             predictions[path] = Prediction(path, np.array(entry["probabilities"]), entry["status"],
                                            entry["seconds"], entry["decoder"], entry["reason"])
             kept.append(entry)
     if args.resume:
         print(f"resuming: {len(predictions)} of {len(paths)} files already predicted", file=sys.stderr)
-    journal = Journal(journal_file, weights, kept)
+    try:
+        journal = Journal(journal_file, weights, kept)
+    except OSError as error:
+        die(prog, f"cannot write beside --out {args.out}: {error.strerror or error}")
     start = time.perf_counter()
     progress = tqdm(total=len(paths), initial=len(predictions), unit="clip", file=sys.stderr, mininterval=1.0,
                     dynamic_ncols=True)
@@ -122,13 +132,38 @@ def main(argv: list[str] | None = None) -> int:
     probabilities = np.stack([p.probabilities for p in ordered]) if ordered else np.zeros((0, 16))
     try:
         write_submission(args.out, [file_id(p.path) for p in ordered], probabilities)
-        if args.report:
-            write_atomic(args.report, json.dumps([report_entry(p) for p in ordered], indent=1).encode())
-    except (OSError, ValueError) as error:  # ValueError: the CSV would be invalid (e.g. duplicate ids)
+    except (OSError, ValueError) as error:  # ValueError: the CSV would be invalid
         die(prog, f"cannot write output: {error}")
     journal_file.unlink(missing_ok=True)  # the CSV is complete: nothing left to resume
+    if args.report:
+        try:
+            write_atomic(args.report, json.dumps([report_entry(p) for p in ordered], indent=1).encode())
+        except OSError as error:  # the CSV is written: say so, but do not fail the run over the report
+            print(f"warning: cannot write --report {args.report}: {error}", file=sys.stderr)
     summarise(ordered, len(todo), device, elapsed, args.out)
     return 0
+
+
+def drop_duplicate_ids(paths: list[Path]) -> list[Path]:
+    """Keep the first of files that would share a `file_id` (`a.mp3` and `a.MP3`): the CSV can
+    hold only one row per id."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if file_id(path) in seen:
+            print(f"note: {path.name} has the same file_id as {seen[file_id(path)].name}: only the "
+                  "latter gets a row", file=sys.stderr)
+        else:
+            seen[file_id(path)] = path
+    return list(seen.values())
+
+
+# Fallbacks that may not recur (a file briefly unreadable, a worker killed for memory): a resumed
+# run predicts these files again rather than reusing the journaled prior.
+TRANSIENT_REASONS = ("cannot read the file", "decoder crashed", "worker process died", "the model failed")
+
+
+def is_transient(entry: dict) -> bool:
+    return entry.get("status") == "fallback" and any(r in (entry.get("reason") or "") for r in TRANSIENT_REASONS)
 
 
 def report_entry(prediction) -> dict:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -10,11 +12,19 @@ from pathlib import Path
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to a temp file beside `path`, fsync it, then rename it over `path`.
 
-    The parent folder is created if missing.
+    The parent folder is created if missing. Where no rename can replace `path` (a file
+    bind-mounted into a container: EBUSY; a folder we may not create files in, though `path`
+    itself is writable: EACCES), `path` is overwritten in place instead, with a warning: the
+    result is kept rather than lost.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except PermissionError:
+        if not os.access(path, os.W_OK):
+            raise
+        return _overwrite(path, data, "its folder is not writable")
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
@@ -22,6 +32,19 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(file.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be read by others
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        if error.errno not in (errno.EBUSY, errno.EXDEV):
+            raise
+        _overwrite(path, data, "it cannot be replaced (a mount point?)")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _overwrite(path: Path, data: bytes, why: str) -> None:
+    print(f"warning: writing {path} in place, not atomically: {why}", file=sys.stderr)
+    with open(path, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())

@@ -7,6 +7,10 @@ convolution before trusting a GPU.
 
 from __future__ import annotations
 
+import math
+import os
+from pathlib import Path
+
 import torch
 
 
@@ -22,9 +26,25 @@ def cuda_problem() -> str | None:
         x = torch.ones(1, 1, 8, 8, device="cuda")
         torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3, device="cuda")).sum().item()
         return None
-    except Exception as error:  # "no kernel image is available", driver too old, ...
-        name = torch.cuda.get_device_name(0)
+    except Exception as error:  # "no kernel image is available", driver too old, GPU busy, ...
+        try:
+            name = torch.cuda.get_device_name(0)
+        except Exception:  # a failed CUDA start is retried, and fails again, on the next call
+            name = "the GPU"
         return f"{name} cannot run this torch build's kernels ({str(error).splitlines()[0]})"
+
+
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPU cores this process may use: its CPU affinity, capped by a cgroup CPU quota (`docker run
+    --cpus 5` leaves all of a big host's cores visible but allows five)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to read: the affinity stands
+    return cores
 
 
 def choose_device(requested: str) -> tuple[torch.device, str | None]:

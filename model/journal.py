@@ -40,9 +40,13 @@ def read_journal(path: Path, weights: str) -> dict[tuple, dict]:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue  # the line being written when the run was interrupted
-        if entry.get("weights") == weights:
+        if isinstance(entry, dict) and entry.get("weights") == weights and _complete(entry):
             entries[tuple(entry["file"])] = entry
     return entries
+
+
+def _complete(entry: dict) -> bool:
+    return all(key in entry for key in ("file", "probabilities", "status", "seconds", "decoder", "reason"))
 
 
 class Journal:

@@ -54,7 +54,7 @@ def write_submission(path: str | os.PathLike, file_ids: Sequence[str], probabili
     problems = validate_submission(text, file_ids)
     if problems:
         raise ValueError("refusing to write an invalid submission: " + "; ".join(problems[:5]))
-    write_atomic(path, text.encode("utf-8"))
+    write_atomic(path, text.encode("utf-8", "surrogateescape"))  # a non-UTF-8 file name: its own bytes
 
 
 SUM_TOLERANCE = 1e-4  # |row sum - 1| allowed: 16 values printed with 8 decimals are far inside it

@@ -152,7 +152,7 @@ def train_member(
 
     prior = class_prior(train.labels)
     sampling_weights, sampling_prior = sampling_plan(train.labels, config.balance)
-    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
 
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if epoch - state["best_epoch"] > config.patience and state["best_state"] is not None:

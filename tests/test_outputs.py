@@ -1,0 +1,102 @@
+"""Results are never lost at the last step: odd output locations, odd names, stale journals."""
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+import predict
+from model.atomic import write_atomic
+from model.device import usable_cores
+from model.genres import GENRES
+from model.journal import Journal, read_journal
+from model.submission import write_submission
+
+
+def test_atomic_write_replaces_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "deeper" / "out.csv"
+    write_atomic(target, b"old")
+    write_atomic(target, b"new")
+    assert target.read_bytes() == b"new" and os.listdir(target.parent) == ["out.csv"]
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("code", [errno.EBUSY, errno.EXDEV])
+def test_a_file_that_cannot_be_renamed_over_is_overwritten_in_place(tmp_path, monkeypatch, capsys, code):
+    target = tmp_path / "mounted.csv"
+    target.write_bytes(b"old")
+
+    def refuse(src, dst):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    write_atomic(target, b"new")
+    assert target.read_bytes() == b"new" and os.listdir(tmp_path) == ["mounted.csv"]
+    assert "not atomically" in capsys.readouterr().err
+
+
+def test_other_write_errors_are_raised(tmp_path, monkeypatch):
+    def refuse(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError, match="No space"):
+        write_atomic(tmp_path / "out.csv", b"data")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_non_utf8_file_name_keeps_its_bytes(tmp_path):
+    name = os.fsdecode(b"caf\xe9")  # Latin-1 on disk: not UTF-8
+    probabilities = np.full((1, len(GENRES)), 1 / len(GENRES))
+    write_submission(tmp_path / "out.csv", [name], probabilities)
+    assert b"\ncaf\xe9," in (tmp_path / "out.csv").read_bytes()
+
+
+def test_files_sharing_an_id_get_one_row(tmp_path, capsys):
+    for name in ("a.mp3", "a.MP3", "b.mp3"):
+        (tmp_path / name).touch()
+    kept = predict.drop_duplicate_ids(sorted(tmp_path.iterdir()))
+    assert [p.name for p in kept] == ["a.MP3", "b.mp3"]
+    assert "a.mp3 has the same file_id as a.MP3" in capsys.readouterr().err
+
+
+def test_output_that_is_a_folder_gets_one_line(tmp_path):
+    (tmp_path / "payload").mkdir()
+    result = subprocess.run([sys.executable, str(REPO / "predict.py"), "--payload", str(tmp_path / "payload"),
+                             "--out", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"predict.py: error: --out {tmp_path} is a folder: give a file name"]
+
+
+def test_journal_keeps_complete_entries_only_and_transient_fallbacks_are_retried(tmp_path):
+    clip = tmp_path / "clip.mp3"
+    clip.write_bytes(b"x")
+    journal_file = tmp_path / "out.csv.partial.jsonl"
+    journal = Journal(journal_file, "w1", [])
+    report = {"file_id": "clip", "status": "ok", "seconds": 30.0, "decoder": "soundfile", "reason": None}
+    journal.add(clip, np.full(16, 1 / 16), report)
+    journal.close()
+    with open(journal_file, "a") as file:
+        file.write("[1, 2]\n" + json.dumps({"weights": "w1", "file": ["other.mp3", 1, 2]}) + "\n{\"cut sh")
+    entries = read_journal(journal_file, "w1")
+    assert list(entries) == [("clip.mp3", 1, clip.stat().st_mtime_ns)]
+    assert read_journal(journal_file, "another model") == {}
+    assert not predict.is_transient(next(iter(entries.values())))
+    assert predict.is_transient({"status": "fallback", "reason": "the decoder crashed on this file (its worker process died)"})
+    assert not predict.is_transient({"status": "fallback", "reason": "empty file (0 bytes)"})
+
+
+def test_usable_cores_honours_a_cgroup_quota(tmp_path):
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("max 100000\n")
+    assert usable_cores(cpu_max) == affinity
+    cpu_max.write_text("50000 100000\n")  # half a core: still one
+    assert usable_cores(cpu_max) == 1
+    assert usable_cores(Path("/no/such/file")) == affinity
