@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. Features: decode + log-mel every track once per spectrogram config; every member trains
     #    and is evaluated on the same clips (those every cache could use).
-    workers = args.workers if args.workers is not None else len(os.sched_getaffinity(0))
+    workers = args.workers if args.workers is not None else usable_cores()
     configs = list(dict.fromkeys(config for _, _, config in plans))
     caches = build_caches(args.cache, configs, tracks[["key", "path"]], workers)
     usable_keys = set.intersection(*(set(cache.ok()["key"]) for cache in caches.values()))

@@ -127,6 +127,18 @@ def random_state_dicts(manifest, seed: int = 0) -> dict:
     return states
 
 
+@pytest.fixture(scope="session")
+def zero_shot_weights(tmp_path_factory) -> Path:
+    """The zero-shot default as tools/zero_shot_ensemble.py writes it, in a folder of its own:
+    tests of that model must not depend on what weights/ holds (a fork commits trained weights)."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("zero-shot-weights")
+    subprocess.run([sys.executable, str(REPO / "tools" / "zero_shot_ensemble.py"), "--out", str(folder)], check=True,
+                   capture_output=True)
+    return folder
+
+
 @pytest.fixture
 def tiny_weights(tmp_path) -> Path:
     from model.ensemble import save_ensemble

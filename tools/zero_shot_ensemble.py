@@ -11,7 +11,6 @@ run used is always on record next to the weights.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import shutil
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from model.cli import ArgumentParser, non_negative_int  # noqa: E402
 from model.ensemble import Manifest, MemberSpec, save_ensemble  # noqa: E402
 from model.genres import GENRES, fma_medium_prior  # noqa: E402
 from model.musicnn import MUSICNN_CHUNK_SECONDS, MUSICNN_SPECTROGRAM  # noqa: E402
@@ -40,9 +40,9 @@ def zero_shot_member(weights_dir: Path, max_chunks: int | None = DEFAULT_MAX_CHU
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "weights", help="ensemble folder (default weights/)")
-    parser.add_argument("--max-chunks", type=int, default=DEFAULT_MAX_CHUNKS,
+    parser.add_argument("--max-chunks", type=non_negative_int, default=DEFAULT_MAX_CHUNKS,
                         help=f"3-s chunks scored per clip, spread over it; 0 = all (default {DEFAULT_MAX_CHUNKS})")
     args = parser.parse_args()
     source = REPO / "weights" / PAIR
