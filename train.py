@@ -15,7 +15,6 @@ evaluated on validation -> ONE temperature fitted on the averaged validation log
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import warnings
@@ -86,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from model import fma
     from model.calibration import fit_temperature
-    from model.device import DeviceError, choose_device
-    from model.ensemble import Manifest, MemberSpec, floor_probabilities, save_ensemble
+    from model.device import DeviceError, choose_device, usable_cores
+    from model.ensemble import Manifest, MemberSpec, floor_probabilities, place_base_weights, save_ensemble
     from model.features import build_caches
     from model.genres import GENRES
     from model.metrics import confusion_png, scores
@@ -159,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. Train each member (resumable per epoch), keep its validation and test log-probabilities.
     run_dir.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
     members, states, valid_log_probs, test_log_probs, histories = [], {}, [], [], {}
     for config, kind, member_spectrogram in plans:
         store, clips = stores[member_spectrogram], splits[member_spectrogram]
@@ -168,10 +168,20 @@ def main(argv: list[str] | None = None) -> int:
                                                            chunk, run_dir / f"{config.name}.ckpt")
         except ValueError as error:
             die(prog, str(error))
+        state, base = network.state_dict(), {}
+        if config.backbone_weights and not config.hparams.get("fine_tune"):
+            # frozen taggers: the member refers to the pretrained file and keeps only what it learned
+            try:
+                name, digest = place_base_weights(out, config.backbone_weights)
+            except ValueError as error:
+                die(prog, str(error))
+            pretrained = torch.load(config.backbone_weights, map_location="cpu", weights_only=True)
+            state = {k: v for k, v in state.items() if k not in pretrained or not torch.equal(v.cpu(), pretrained[k])}
+            base = {"base_state_dict": name, "base_sha256": digest}
         members.append(MemberSpec(name=config.name, kind=kind, architecture=config.architecture,
                                   hparams=config.hparams, spectrogram=member_spectrogram,
-                                  chunk_seconds=config.chunk_seconds, max_chunks=config.max_chunks))
-        states[config.name] = network.state_dict()
+                                  chunk_seconds=config.chunk_seconds, max_chunks=config.max_chunks, **base))
+        states[config.name] = state
         valid_log_probs.append(predict_clips(network, store, clips["validation"], chunk, correction=None,
                                              max_chunks=config.max_chunks).cpu())
         if len(test.labels):
@@ -208,7 +218,6 @@ def main(argv: list[str] | None = None) -> int:
         report["members"][spec.name] = {"kind": spec.kind, "chunk_seconds": spec.chunk_seconds,
                                         **scores(labels, probs(log_probs))}
 
-    out = Path(args.out)
     save_ensemble(out, manifest, states)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     confusion_png(report["ensemble"]["confusion"], out / "confusion.png",

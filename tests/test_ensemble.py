@@ -98,6 +98,11 @@ def edit_manifest(weights, change):
         (lambda d: d["members"][0].update(state_dict="gone.pt"), "gone.pt is missing"),
         (lambda d: d["members"][0].update(sha256="0" * 64), "SHA-256 is"),
         (lambda d: d["members"][0].update(hparams={"channels": [4, 8], "depth": 3}), "bad hyper-parameters"),
+        (lambda d: d["members"][0].update(base_state_dict="/etc/base.pt", base_sha256="0"), "base_state_dict must be a path inside"),
+        (lambda d: d["members"][0].update(base_state_dict="base.pt"), "needs its base_sha256"),
+        (lambda d: d["members"][0].update(base_state_dict="base.pt", base_sha256="0" * 64), "base.pt is missing"),
+        (lambda d: d["members"][0].update(base_state_dict=d["members"][1]["state_dict"], base_sha256="0" * 64),
+         "SHA-256 is"),
     ],
 )
 def test_invalid_manifests_say_what_is_wrong(tiny_weights, change, message):

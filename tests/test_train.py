@@ -16,6 +16,7 @@ import soundfile as sf
 from conftest import REPO, TOY_GENRES, make_fma_dataset, toy_clip
 
 from model import fma
+from model.ensemble import load_ensemble
 from model.features import build_cache, build_caches, cache_folder
 from model.genres import GENRES
 from model.spectrogram import SpectrogramConfig
@@ -99,11 +100,15 @@ def test_heads_on_the_pretrained_musicnn_taggers_train_beside_a_cnn(dataset, tmp
     assert kinds == {"cnn0": ("cnn", "short_chunk_resnet", None), "musicnn0": ("transfer", "musicnn_transfer", 2)}
     transfer = next(m for m in manifest["members"] if m["kind"] == "transfer")
     assert transfer["spectrogram"]["n_mels"] == 96 and transfer["spectrogram"]["compression"] == "log10_1p"
-    # frozen: the taggers in the trained member are exactly the pretrained ones; only the head learned
-    trained = torch.load(weights / transfer["state_dict"], weights_only=True)
+    # frozen: the member's own file holds only the head; it refers to the pretrained taggers,
+    # copied with their licence, and the loaded taggers are exactly those
+    assert transfer["base_state_dict"] == "musicnn/musicnn_pair.pt"
+    assert {p.name for p in (weights / "musicnn").iterdir()} >= {"musicnn_pair.pt", "LICENSE-musicnn.txt"}
+    assert all(k.startswith("head.") for k in torch.load(weights / transfer["state_dict"], weights_only=True))
+    assert (weights / transfer["state_dict"]).stat().st_size < 1_000_000
     pretrained = torch.load(REPO / "weights" / "musicnn" / "musicnn_pair.pt", weights_only=True)
-    assert all(torch.equal(trained[k], v) for k, v in pretrained.items())
-    assert any(k.startswith("head.") for k in trained)
+    loaded = load_ensemble(weights).networks["musicnn0"].state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in pretrained.items())
     report = json.loads((weights / "report.json").read_text())
     assert report["members"]["musicnn0"]["log_loss"] < 0.5 * report["prior_log_loss"], report["members"]
     assert_beats_prior_on_held_out_clips(tmp_path, weights)
