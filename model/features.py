@@ -142,7 +142,7 @@ def _report_failures(caches: list[FeatureCache]) -> None:
     """The tracks no cache could use, each listed once however many caches saw it fail."""
     bad = pd.concat([c.index[c.index["status"] == "failed"] for c in caches]).drop_duplicates("key")
     if len(bad):
-        print(f"feature cache: {len(bad)} unusable tracks:", file=sys.stderr)
+        print(f"feature cache: {len(bad)} unusable track{'' if len(bad) == 1 else 's'}:", file=sys.stderr)
     for row in bad.head(20).itertuples():
         print(f"  skipped {row.key}: {row.reason}", file=sys.stderr)
     if len(bad) > 20:

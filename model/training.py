@@ -76,6 +76,9 @@ class ClipSet:
     frames: torch.Tensor  # (clips,) int64
     labels: torch.Tensor  # (clips,) int64 class index
 
+    def to(self, device: torch.device) -> ClipSet:
+        return ClipSet(self.offsets.to(device), self.frames.to(device), self.labels.to(device))
+
 
 class FeatureStore:
     """All cached log-mels as one (total frames, n_mels) fp16 tensor, on the GPU when it fits.
@@ -95,10 +98,13 @@ class FeatureStore:
         self.device = device
 
     def crops(self, clips: ClipSet, which: torch.Tensor, starts: torch.Tensor, chunk: int) -> torch.Tensor:
-        """(batch, n_mels, chunk) float32 crops on the training device; short clips wrap around."""
-        frames = clips.frames[which].to(self.features.device)
-        steps = torch.arange(chunk, device=self.features.device)
-        rows = clips.offsets[which].to(self.features.device)[:, None] + (starts.to(frames.device)[:, None] + steps) % frames[:, None]
+        """(batch, n_mels, chunk) float32 crops on the training device; short clips wrap around.
+        Index tensors already on the features' device cost no copy (train_member puts them there)."""
+        where = self.features.device
+        which, starts = which.to(where), starts.to(where)
+        frames = clips.frames.to(where)[which]
+        steps = torch.arange(chunk, device=where)
+        rows = clips.offsets.to(where)[which][:, None] + (starts[:, None] + steps) % frames[:, None]
         batch = self.features[rows]
         if not self.on_device:
             batch = batch.pin_memory() if self.device.type == "cuda" else batch
@@ -136,7 +142,8 @@ def train_member(
     network = network.to(device)
     groups = (network.parameter_groups() if hasattr(network, "parameter_groups")
               else [{"params": list(network.parameters()), "lr_scale": 1.0}])
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay,
+                                  fused=device.type == "cuda")
     steps_per_epoch = math.ceil(len(train.labels) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = max(1, round(config.warmup_epochs * steps_per_epoch))
@@ -153,6 +160,11 @@ def train_member(
     prior = class_prior(train.labels)
     sampling_weights, sampling_prior = sampling_plan(train.labels, config.balance)
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # crops have one shape: tune once
+    # The clips' index tensors live where the features do, and each epoch's draws are made at once
+    # and moved there once: on a GPU-resident store no step waits for a host-to-device copy.
+    where = store.features.device
+    train_here = train.to(where)
 
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if epoch - state["best_epoch"] > config.patience and state["best_state"] is not None:
@@ -161,15 +173,19 @@ def train_member(
         sampler = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         network.train()
         start, losses = time.perf_counter(), []
+        draws = (steps_per_epoch, config.batch_size)
+        epoch_which = torch.multinomial(sampling_weights, math.prod(draws), replacement=True,
+                                        generator=sampler).view(draws).to(where)
+        epoch_uniform = torch.rand(draws, generator=sampler).to(where)
         for step in range(steps_per_epoch):
             global_step = (epoch - 1) * steps_per_epoch + step
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(global_step, config.lr, warmup_steps, total_steps) * group["lr_scale"]
-            which = torch.multinomial(sampling_weights, config.batch_size, replacement=True, generator=sampler)
-            room = (train.frames[which] - chunk).clamp_min(0) + 1
-            starts = (torch.rand(config.batch_size, generator=sampler) * room).long()
-            x = store.crops(train, which, starts, chunk)
-            y = F.one_hot(train.labels[which], len(GENRES)).float().to(device)
+            which = epoch_which[step]
+            room = (train_here.frames[which] - chunk).clamp_min(0) + 1
+            starts = (epoch_uniform[step] * room).long()
+            x = store.crops(train_here, which, starts, chunk)
+            y = F.one_hot(train_here.labels[which], len(GENRES)).float().to(device)
             x, y = augment(x, y, config, store.compression)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = F.cross_entropy(network(x).float(), y)
@@ -234,7 +250,8 @@ def augment(x: torch.Tensor, y: torch.Tensor, config: MemberConfig, compression:
     gain = 10 ** ((torch.rand(batch, 1, 1, device=x.device) * 2 - 1) * config.gain_db / 10)
     power = to_power(x, compression) * gain
     if config.mixup_alpha > 0:
-        lam = torch.distributions.Beta(config.mixup_alpha, config.mixup_alpha).sample((batch,)).to(x.device)
+        alpha = torch.tensor(config.mixup_alpha, device=x.device)
+        lam = torch.distributions.Beta(alpha, alpha).sample((batch,))  # drawn on x's device: no copy
         lam = torch.maximum(lam, 1 - lam)  # the first clip dominates: its label stays the main one
         partner = torch.randperm(batch, device=x.device)
         power = lam[:, None, None] * power + (1 - lam[:, None, None]) * power[partner]

@@ -268,3 +268,20 @@ def _with_extra_row(tmp_path, dataset) -> Path:
     pd.concat([frame, pd.DataFrame({"track_id": [99999], "genre": ["Rock"]})]).to_csv(path, index=False)
     return path
 
+
+
+def test_split_payload_links_one_split_flat(dataset, tmp_path):
+    """tools/split_payload.py: FMA's nested test split as the flat folder predict.py reads."""
+    out = tmp_path / "mp3s"
+    command = [sys.executable, str(REPO / "tools" / "split_payload.py"), str(dataset["metadata"]),
+               str(dataset["audio"]), str(out)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    tracks = fma.load_fma(dataset["metadata"], dataset["audio"])
+    expected = sorted(f"{int(key):06d}.mp3" for key in tracks.loc[tracks["split"] == "test", "key"])
+    assert sorted(p.name for p in out.iterdir()) == expected
+    assert all((out / name).is_symlink() and (out / name).resolve().is_file() for name in expected)
+    assert subprocess.run(command, capture_output=True).returncode == 0  # rerun: links replaced
+    (out / "mine.mp3").write_bytes(b"")
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 2 and "holds mp3 files of its own" in again.stderr
