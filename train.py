@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Train a calibrated log-mel CNN ensemble and write it to weights/ for predict.py and run.sh.
+"""Train a calibrated ensemble (log-mel CNNs, optionally heads on the pretrained musicnn taggers)
+and write it to weights/ for predict.py and run.sh.
 
     python train.py --metadata fma_metadata/ --audio fma_medium/            # FMA, official split
     python train.py --labels train_labels.csv --audio fma_medium/           # crowdAI labels
@@ -40,15 +41,15 @@ def parse_args(argv: list[str] | None):
     model = parser.add_argument_group("model and training")
     model.add_argument("--members", type=non_negative_int, default=3, help="CNN members trained from scratch (default 3)")
     model.add_argument("--epochs", type=positive_int, default=40, help="maximum epochs per member (default 40)")
-    model.add_argument("--batch-size", type=positive_int, default=64)
+    model.add_argument("--batch-size", type=positive_int, default=64, help="crops per step (default 64)")
     model.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default 2e-3)")
-    model.add_argument("--patience", type=positive_int, default=6, help="epochs without improvement before stopping")
-    model.add_argument("--channels", default="32,64,128,256", help="CNN widths, one residual block each")
+    model.add_argument("--patience", type=positive_int, default=6, help="epochs without improvement before stopping (default 6)")
+    model.add_argument("--channels", default="32,64,128,256", help="CNN widths, one residual block each (default 32,64,128,256)")
     model.add_argument("--chunk-seconds", default="3,2,4", help="crop lengths, cycled over members (default 3,2,4)")
     model.add_argument("--balance", default="sqrt", choices=["sqrt", "none"], help="class-balanced sampling (default sqrt)")
-    model.add_argument("--n-mels", type=positive_int, default=128)
-    model.add_argument("--hop-length", type=positive_int, default=256)
-    model.add_argument("--seed", type=non_negative_int, default=0)
+    model.add_argument("--n-mels", type=positive_int, default=128, help="CNN mel bands (default 128)")
+    model.add_argument("--hop-length", type=positive_int, default=256, help="CNN hop at 16 kHz (default 256)")
+    model.add_argument("--seed", type=non_negative_int, default=0, help="member i uses seed + i (default 0)")
     transfer = parser.add_argument_group("transfer learning (pretrained musicnn taggers, see model/musicnn.py)")
     transfer.add_argument("--backbone", default="none", choices=["none", "musicnn"],
                           help="also train genre heads on the pretrained taggers' embedding (default none)")
@@ -60,8 +61,10 @@ def parse_args(argv: list[str] | None):
     transfer.add_argument("--max-chunks", type=positive_int, default=4,
                           help="3-s chunks a musicnn member scores per clip, spread over it (default 4)")
     run = parser.add_argument_group("machine")
-    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    run.add_argument("--workers", type=non_negative_int, default=None, help="cache-building processes (default: all cores)")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                     help="auto: CUDA if a kernel really runs there, else CPU (default auto)")
+    run.add_argument("--workers", type=non_negative_int, default=None,
+                     help="cache-building processes (default: usable cores)")
     args = parser.parse_args(argv)
     if args.members == 0 and args.backbone == "none":
         parser.error("--members 0 leaves nothing to train: add --backbone musicnn, or train at least one CNN")

@@ -65,7 +65,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--train-clips", type=int, default=None, help="crops per measured epoch (default: all clips)")
+    parser.add_argument("--train-clips", type=int, default=None,
+                        help="crops per measured epoch (default: all clips); on a GPU use thousands, so that "
+                             "an epoch is more than a few steps")
     parser.add_argument("--members", type=int, default=3, help="for the projection (default 3)")
     parser.add_argument("--epochs", type=int, default=40, help="for the projection (default 40, the train.py default)")
     parser.add_argument("--payload", type=Path, default=Path("/tmp/fma-bench-payload"))
@@ -143,8 +145,8 @@ def main() -> None:
     print(f"| training | {crops_per_second:.1f} crops/s |")
     print(f"| validation scoring | {1 / valid_seconds_per_clip:.1f} clips/s |")
     if gpu.mean is not None:
-        print(f"| GPU utilisation while training | {gpu.mean:.0f} % |")
-    print(f"| host peak RSS | {peak_rss:.2f} GiB |")
+        print(f"| GPU utilisation (nvidia-smi, mean over both epochs with their validation) | {gpu.mean:.0f} % |")
+    print(f"| host peak RSS (memory-mapped cache pages included) | {peak_rss:.2f} GiB |")
     print(f"| projected: cache + {args.members} members x {args.epochs} epochs on FMA-medium | "
           f"{projected / 60:.0f} min (no early stopping) |")
 
