@@ -84,7 +84,8 @@ def _classify_batch(ensemble: Ensemble, batch: list[tuple[Path, Decoded]]) -> It
 
 # A forward pass holds at most batch size x this much audio, or one clip if that is longer (up to
 # audio.MAX_SECONDS): memory stays that of a batch of 30-s clips, whatever the payload holds.
-REFERENCE_SECONDS = 30
+# (32, not 30: a 30-s clip may decode a few milliseconds long, and must not split a batch.)
+REFERENCE_SECONDS = 32
 
 
 def _groups_by_length(lengths: list[int], budget: int) -> list[list[int]]:

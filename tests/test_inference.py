@@ -7,7 +7,7 @@ import torch
 
 from model.audio import Decoded, unusable_reason
 from model.ensemble import load_ensemble
-from model.inference import _classify_batch, _groups_by_length
+from model.inference import REFERENCE_SECONDS, _classify_batch, _groups_by_length
 
 RATE = 16000
 
@@ -59,3 +59,9 @@ def test_non_finite_audio_is_unusable():
     assert "NaN or infinite" in unusable_reason(Decoded(audio, RATE, "soundfile"))
     audio[100] = np.inf
     assert "NaN or infinite" in unusable_reason(Decoded(audio, RATE, "soundfile"))
+
+
+def test_a_batch_of_thirty_second_clips_stays_one_group():
+    rate = 16000
+    lengths = [30 * rate + extra for extra in (0, 1105, 2000, 576, 0, 1, 50, 4000)] * 2
+    assert len(_groups_by_length(lengths, len(lengths) * REFERENCE_SECONDS * rate)) == 1
