@@ -159,7 +159,7 @@ def drop_duplicate_ids(paths: list[Path]) -> list[Path]:
 
 # Fallbacks that may not recur (a file briefly unreadable, a worker killed for memory): a resumed
 # run predicts these files again rather than reusing the journaled prior.
-TRANSIENT_REASONS = ("cannot read the file", "decoder crashed", "worker process died", "the model failed")
+TRANSIENT_REASONS = ("cannot read the file", "decoder crashed", "the model failed")
 
 
 def is_transient(entry: dict) -> bool:

@@ -428,9 +428,10 @@ def save_ensemble(
 
 
 def place_base_weights(weights_dir: str | os.PathLike, source: str | os.PathLike) -> tuple[str, str]:
-    """Make frozen pretrained weights available to a member as its `base_state_dict`: `source`
-    and the files beside it (licence, provenance) are copied to `weights_dir/<its folder name>/`
-    unless already there. Returns (path relative to `weights_dir`, SHA-256)."""
+    """Make frozen pretrained weights available to a member as its `base_state_dict`: `source`,
+    with the licence (`LICENSE*`) and `provenance.json` beside it, is copied to
+    `weights_dir/<its folder name>/` unless already there. Returns (path relative to
+    `weights_dir`, SHA-256)."""
     source = Path(source)
     relative = f"{source.parent.name}/{source.name}"
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
@@ -439,9 +440,9 @@ def place_base_weights(weights_dir: str | os.PathLike, source: str | os.PathLike
         if hashlib.sha256(target.read_bytes()).hexdigest() != digest:
             raise ValueError(f"{target} holds other weights than {source}: write the ensemble elsewhere (--out)")
         return relative, digest
-    for item in source.parent.iterdir():
-        if item.is_file():
-            write_atomic(target.parent / item.name, item.read_bytes())
+    companions = [p for p in source.parent.iterdir() if p.name.startswith("LICENSE") or p.name == "provenance.json"]
+    for item in [*companions, source]:
+        write_atomic(target.parent / item.name, item.read_bytes())
     return relative, digest
 
 

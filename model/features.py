@@ -72,7 +72,7 @@ class _CacheWriter:
         self.data = open(self.folder / "logmel.f16", "ab")  # noqa: SIM115 -- closed in close()
         self.data.truncate(covered * self.bytes_per_frame)  # drop what a crash wrote after the last index save
         self.data.seek(0, os.SEEK_END)
-        self.offset, self.rows, self.failed = covered, [], 0
+        self.offset, self.rows = covered, []
         self.done = set(self.index["key"])
 
     def add(self, key: str, result: np.ndarray | str) -> None:
@@ -84,7 +84,6 @@ class _CacheWriter:
             self.offset += len(result)
         else:
             self.rows.append((key, 0, 0, "failed", result))
-            self.failed += 1
         self.done.add(key)
         if len(self.rows) >= _SAVE_EVERY:
             self.save()

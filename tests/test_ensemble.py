@@ -1,5 +1,6 @@
 """The ensemble on disk: validated with clear messages, written atomically, predicting sanely."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -151,3 +152,20 @@ def test_cpu_and_cuda_agree(tiny_weights):
         cpu = load_ensemble(tiny_weights, "cpu")(batch, lengths).exp()
         gpu = load_ensemble(tiny_weights, "cuda")(batch.cuda(), lengths).exp().cpu()
     assert (cpu - gpu).abs().max() < 1e-3
+
+
+def test_base_weights_are_placed_with_their_licence_only(tmp_path):
+    from model.ensemble import place_base_weights
+
+    source = tmp_path / "downloads"
+    source.mkdir()
+    for name in ("pair.pt", "LICENSE-pair.txt", "provenance.json", "holiday.jpg"):
+        (source / name).write_bytes(name.encode())
+    out = tmp_path / "weights"
+    relative, digest = place_base_weights(out, source / "pair.pt")
+    assert relative == "downloads/pair.pt" and digest == hashlib.sha256(b"pair.pt").hexdigest()
+    assert sorted(p.name for p in (out / "downloads").iterdir()) == ["LICENSE-pair.txt", "pair.pt", "provenance.json"]
+    assert place_base_weights(out, source / "pair.pt") == (relative, digest)  # already there: nothing to do
+    (source / "pair.pt").write_bytes(b"other weights")
+    with pytest.raises(ValueError, match="holds other weights"):
+        place_base_weights(out, source / "pair.pt")
