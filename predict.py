@@ -157,9 +157,9 @@ def drop_duplicate_ids(paths: list[Path]) -> list[Path]:
     return list(seen.values())
 
 
-# Fallbacks that may not recur (a file briefly unreadable, a worker killed for memory): a resumed
-# run predicts these files again rather than reusing the journaled prior.
-TRANSIENT_REASONS = ("cannot read the file", "decoder crashed", "the model failed")
+# Fallbacks that may not recur (a file briefly unreadable, a worker killed for memory or slowed
+# by an overloaded machine): a resumed run predicts these files again rather than reusing the prior.
+TRANSIENT_REASONS = ("cannot read the file", "decoder crashed", "decoder timed out", "the model failed")
 
 
 def is_transient(entry: dict) -> bool:

@@ -17,11 +17,11 @@ its genre, and a decoding worker's memory stays bounded (an hour of stereo float
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -31,6 +31,7 @@ import av
 import numpy as np
 import soundfile as sf
 import soxr
+from pebble import ProcessExpired, ProcessPool
 
 # soundfile may legitimately return slightly less than the demuxed stream length (it drops the
 # encoder delay and padding, ~2 frames); anything shorter than this fraction means truncation.
@@ -45,6 +46,9 @@ SILENCE_RMS = 10 ** (-60 / 20)
 MIN_SECONDS = 1.0
 # Decoding stops here (10 minutes: longer than nearly every song).
 MAX_SECONDS = 600.0
+# A worker still decoding one file after this long is stuck (10 minutes of stereo mp3 take ~1.5 s
+# on one core here, with either decoder).
+DECODE_TIMEOUT = 120.0
 
 
 class DecodeError(Exception):
@@ -180,18 +184,20 @@ def decode_many(
     workers: int,
     prefetch: int = 4,
     transform: Callable[[Decoded], Any] | None = None,
+    timeout: float = DECODE_TIMEOUT,
 ) -> Iterator[tuple[Path, Any]]:
     """Decode files in `workers` processes, yielding (path, result) in input order.
 
     A result is a `Decoded`, or `transform(decoded)` when given (a picklable function run in the
     worker, e.g. the feature cache's log-mel), or the `DecodeError` that explains the failure.
     At most `prefetch * workers` results wait in memory, so memory stays bounded however many
-    files there are and however slow the consumer is. `workers=0` decodes in this process.
+    files there are and however slow the consumer is. `workers=0` decodes in this process (no
+    timeout there).
 
-    A worker that dies (a decoder segfault, the out-of-memory killer) takes the pool with it; the
-    files that were in flight are then decoded again one at a time, each in a pool of its own,
-    so the file that kills its worker is the only one lost (as a `DecodeError`), and the rest of
-    the files go on in a fresh pool.
+    One file's trouble costs that file only: a worker that dies on it (a decoder segfault, the
+    out-of-memory killer) or that is still busy with it after `timeout` seconds (a decoder stuck
+    in a loop) is killed and replaced (pebble's process pool does this), and the file's result
+    is a `DecodeError` saying which.
     """
     paths = [Path(p) for p in paths]
     task = partial(_decode_or_error, sample_rate=sample_rate, transform=transform)
@@ -199,42 +205,31 @@ def decode_many(
         for path in paths:
             yield path, task(path)
         return
-    todo = deque(paths)
-    while todo:
-        pending: deque[tuple[Path, Future]] = deque()
-        with _pool(workers) as pool:
-            try:
-                while todo or pending:
-                    while todo and len(pending) < prefetch * workers:
-                        pending.append((todo[0], pool.submit(task, todo[0])))  # submit may raise: pop after
-                        todo.popleft()
-                    path, future = pending[0]
-                    result = future.result()
-                    pending.popleft()
-                    yield path, result
-            except BrokenProcessPool:
-                pass  # handled below, once the broken pool is shut down
-            finally:
-                for _, future in pending:
-                    future.cancel()
-        for path, future in pending:  # the pool broke: isolate the culprit among the files in flight
-            finished = future.done() and not future.cancelled() and future.exception() is None
-            yield path, future.result() if finished else _decode_alone(path, task)
-
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    import multiprocessing
-
     # spawn: never fork a process that may hold torch/CUDA/OpenMP threads.
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_stderr)
+    pool = ProcessPool(workers, initializer=_quiet_stderr, context=multiprocessing.get_context("spawn"))
+    pending: deque[tuple[Path, Future]] = deque()
+    try:
+        for path in paths:
+            pending.append((path, pool.schedule(task, (path,), timeout=timeout)))
+            if len(pending) >= prefetch * workers:
+                path, future = pending.popleft()
+                yield path, _outcome(path, future, timeout)
+        while pending:
+            path, future = pending.popleft()
+            yield path, _outcome(path, future, timeout)
+    finally:
+        pool.stop()  # all done, or the consumer stopped early: nothing left worth waiting for
+        pool.join()
 
 
-def _decode_alone(path: Path, task: Callable) -> Any:
-    with _pool(1) as pool:
-        try:
-            return pool.submit(task, path).result()
-        except BrokenProcessPool:
-            return DecodeError(path, "the decoder crashed on this file (its worker process died)")
+def _outcome(path: Path, future: Future, timeout: float) -> Any:
+    try:
+        return future.result()
+    except TimeoutError:
+        return DecodeError(path, f"the decoder timed out (still busy after {timeout:.0f} s; stopped)")
+    except ProcessExpired as error:
+        return DecodeError(path, "the decoder crashed on this file "
+                                 f"(its worker process died, exit code {error.exitcode})")
 
 
 def _decode_or_error(path: Path, sample_rate: int, transform: Callable | None) -> Any:

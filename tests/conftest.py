@@ -216,3 +216,13 @@ def exit_on_short_clip(decoded) -> float:
     if decoded.seconds < 1:
         os._exit(3)
     return decoded.seconds
+
+
+def hang_on_short_clip(decoded) -> float:
+    """A decode-worker transform that never returns on clips under 1 s, as a decoder stuck in a
+    loop would: the file must time out, the others go on (see test_audio.py)."""
+    import time
+
+    while decoded.seconds < 1:
+        time.sleep(1)
+    return decoded.seconds

@@ -1,9 +1,11 @@
 """One decode path, correct on the mp3s that break the fast decoder."""
 
+import time
+
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import dominant_frequency, exit_on_short_clip, signal, write_mp3, write_vbr_without_xing
+from conftest import dominant_frequency, exit_on_short_clip, hang_on_short_clip, signal, write_mp3, write_vbr_without_xing
 
 from model.audio import DecodeError, decode, decode_many, unusable_reason
 
@@ -109,7 +111,29 @@ def test_a_worker_that_dies_costs_only_its_own_file(clips):
     results = list(decode_many([clips[n] for n in names], RATE, workers=2, prefetch=2, transform=exit_on_short_clip))
     assert [path for path, _ in results] == [clips[n] for n in names]
     outcome = dict(zip(names, (result for _, result in results)))
-    assert isinstance(outcome["short"], DecodeError) and "worker process died" in outcome["short"].reason
+    assert isinstance(outcome["short"], DecodeError) and "worker process died, exit code 3" in outcome["short"].reason
     assert isinstance(outcome["empty"], DecodeError) and "empty file" in outcome["empty"].reason
     assert outcome["cbr30"] == pytest.approx(30, abs=0.1) and outcome["silent"] == pytest.approx(5, abs=0.1)
     assert outcome["cover_art"] == pytest.approx(10, abs=0.1) and outcome["wav_renamed"] == pytest.approx(3, abs=0.01)
+
+
+def test_a_worker_that_hangs_times_out_and_costs_only_its_own_file(clips):
+    names = ["cbr30", "short", "silent", "cover_art", "wav_renamed"]
+    start = time.perf_counter()
+    results = list(decode_many([clips[n] for n in names], RATE, workers=2, prefetch=1, transform=hang_on_short_clip,
+                               timeout=3))
+    assert time.perf_counter() - start < 60  # the hung file was stopped, not waited for
+    assert [path for path, _ in results] == [clips[n] for n in names]
+    outcome = dict(zip(names, (result for _, result in results)))
+    assert isinstance(outcome["short"], DecodeError) and "timed out" in outcome["short"].reason
+    assert outcome["cbr30"] == pytest.approx(30, abs=0.1) and outcome["silent"] == pytest.approx(5, abs=0.1)
+    assert outcome["cover_art"] == pytest.approx(10, abs=0.1) and outcome["wav_renamed"] == pytest.approx(3, abs=0.01)
+
+
+def test_stopping_early_leaves_no_worker_behind(clips):
+    import multiprocessing
+
+    results = decode_many([clips["cbr30"]] * 6, RATE, workers=2, prefetch=1)
+    next(results)
+    results.close()  # the consumer gives up (an exception, a ^C): the pool must go with it
+    assert multiprocessing.active_children() == []

@@ -89,6 +89,7 @@ def test_journal_keeps_complete_entries_only_and_transient_fallbacks_are_retried
     assert read_journal(journal_file, "another model") == {}
     assert not predict.is_transient(next(iter(entries.values())))
     assert predict.is_transient({"status": "fallback", "reason": "the decoder crashed on this file (its worker process died)"})
+    assert predict.is_transient({"status": "fallback", "reason": "the decoder timed out (still busy after 120 s; stopped)"})
     assert not predict.is_transient({"status": "fallback", "reason": "empty file (0 bytes)"})
 
 
