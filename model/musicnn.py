@@ -198,8 +198,11 @@ class MusicnnTransfer(MusicnnPair):
         return self
 
     def forward(self, spec: Tensor) -> Tensor:
-        with torch.set_grad_enabled(self.fine_tune and torch.is_grad_enabled()):
-            features = self.backbone(spec)
+        # Frozen taggers run in full precision even under training's bf16 autocast: the head then
+        # learns on exactly the embeddings it is given at prediction time (always fp32).
+        with (torch.set_grad_enabled(self.fine_tune and torch.is_grad_enabled()),
+              torch.autocast(spec.device.type, enabled=self.fine_tune and torch.is_autocast_enabled(spec.device.type))):
+            features = self.backbone(spec.float())
         return self.head_from(*features)
 
     def head_from(self, tag_logits: Tensor, embedding: Tensor) -> Tensor:

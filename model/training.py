@@ -12,7 +12,8 @@ Choices, and why:
 - Augmentation: random gain (+-6 dB: loudness is not genre); mixup of two crops in the power
   domain, i.e. mixing two recordings, labels mixed in proportion (smoother, better calibrated
   posteriors); SpecAugment, two frequency and two time masks (robust to missing bands/dropouts).
-- Optimisation: AdamW, linear warm-up then cosine decay; bf16 autocast on GPUs that have it.
+- Optimisation: AdamW, linear warm-up then cosine decay; bf16 autocast on GPUs that have it
+  (frozen pretrained taggers excepted: their embeddings stay fp32, as at prediction time).
   A network may split its parameters into groups with their own learning-rate scale
   (`parameter_groups`): a fine-tuned pretrained backbone learns slower than its new head.
 - Pretrained members (`backbone_weights`): the musicnn taggers' weights are loaded before training;

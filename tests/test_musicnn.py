@@ -193,6 +193,23 @@ def test_fine_tuning_trains_the_taggers_ten_times_slower(tmp_path):
     assert groups[1]["lr"] == pytest.approx(0.1 * groups[0]["lr"])
 
 
+def test_frozen_taggers_give_the_head_fp32_embeddings_under_bf16_autocast():
+    """Training on a GPU autocasts to bf16; the frozen taggers must still hand the head the very
+    embeddings prediction (fp32) will give it. CPU autocast stands in for the GPU's here."""
+    from model.musicnn import MusicnnTransfer
+
+    network = MusicnnTransfer(96, 16, hidden=8)
+    network.load_state_dict(torch.load(PAIR_FILE, weights_only=True), strict=False)
+    network.eval()
+    seen = []
+    network.head.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
+    spec = torch.rand(2, 96, MUSICNN_CHUNK_FRAMES, generator=torch.Generator().manual_seed(0)) * 4
+    network(spec)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        network(spec)
+    assert seen[1].dtype == torch.float32 and torch.equal(seen[0], seen[1])
+
+
 def test_members_on_the_same_frozen_taggers_share_one_run_of_them(tmp_path, monkeypatch, zero_shot_weights):
     """zero-shot + two frozen transfer heads: the taggers run once per batch, and the ensemble's
     output equals each member computed on its own; a fine-tuned member runs its own taggers."""
