@@ -1,4 +1,4 @@
-"""What both benchmarks share: the generated payload and a background sampler.
+"""What both benchmarks share: the generated payload, a background sampler, a tensor-memory probe.
 
 The payload: 30-s 44.1 kHz stereo mp3s, made once and cached. 300 distinct clips (80 % CBR, 20 % VBR, random LAME compression levels) of drifting tones plus
 noise; larger payloads hard-link these under new names, since neither speed nor memory depends
@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,23 @@ class PeriodicSampler:
     def _run(self):
         while not self._stop.is_set() and self.sample() is not False:
             self._stop.wait(self.interval)
+
+
+def peak_tensor_bytes(device_type: str, step: Callable[[], object], *existing) -> int | None:
+    """Peak bytes of live tensors on `device_type` while `step()` runs twice (the second run holds
+    optimiser state too). Measured on the CPU it is what a GPU would have to hold for the same
+    step, less the CUDA context and library workspaces. `existing`: the modules, optimisers and
+    tensors made before (torch's MemTracker counts only what it is shown). None where this torch
+    build lacks the tracker."""
+    try:
+        from torch.distributed._tools.mem_tracker import MemTracker
+    except ImportError:
+        return None
+    tracker = MemTracker()
+    tracker.track_external(*existing)
+    with tracker:
+        for _ in range(2):
+            tracker.reset_mod_stats()  # the tracker refuses a module's second call otherwise
+            step()
+    peaks = tracker.get_tracker_snapshot("peak")
+    return int(sum(stats["Total"] for device, stats in peaks.items() if device.type == device_type))

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from model.audio import decode_many  # noqa: E402
-from common import UNIQUE_CLIPS, PeriodicSampler, make_payload  # noqa: E402
+from common import UNIQUE_CLIPS, PeriodicSampler, make_payload, peak_tensor_bytes  # noqa: E402
 
 
 def shipped_size_ensemble(folder: Path, members: int):
@@ -129,12 +129,22 @@ def main() -> None:
                 pass
             decode_rate = len(paths) / (time.perf_counter() - start)
 
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         with TreeMemory() as memory:
             start = time.perf_counter()
             predictions = list(classify_files(ensemble, paths, args.workers, args.batch_size))
             write_submission(Path(tmp) / "out.csv", [file_id(p.path) for p in predictions],
                              np.stack([p.probabilities for p in predictions]))
             end_to_end_rate = len(paths) / (time.perf_counter() - start)
+        gpu_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+        # What the ensemble needs for one batch of 30-s clips, on whatever device runs it: the
+        # figure to hold against a GPU's memory (the grader's has 11 GB).
+        waveforms = torch.randn(args.batch_size, rate * 30, device=device) * 0.1
+        with torch.no_grad():
+            batch_bytes = peak_tensor_bytes(device.type, lambda: ensemble(waveforms, [rate * 30] * args.batch_size),
+                                            ensemble, waveforms)
     failures = sum(p.status != "ok" for p in predictions)
 
     gpu = torch.cuda.get_device_name(0) if device.type == "cuda" else "-"
@@ -151,6 +161,11 @@ def main() -> None:
     if decode_rate:
         print(f"| end-to-end / decode-only | {end_to_end_rate / decode_rate:.2f} |")
     print(f"| peak RSS, process tree (end to end) | {memory.peak / 2**30:.2f} GiB |")
+    if batch_bytes is not None:
+        print(f"| peak tensor memory, one batch of {args.batch_size} 30-s clips, all members (torch MemTracker; "
+              f"a GPU adds its CUDA context) | {batch_bytes / 2**20:.0f} MiB |")
+    if gpu_peak is not None:
+        print(f"| GPU memory allocated, peak (end to end) | {gpu_peak / 2**30:.2f} GiB |")
     if warning:
         print(warning)
 

@@ -11,6 +11,8 @@ Uses the cached payload of bench/predict.py (30-s 44.1 kHz stereo mp3s) with ran
   3. training one member of the default shape (or, with --backbone musicnn, one transfer head on
      musicnn's own cache): crops/s (second epoch, after warm-up), the time to
      score a validation clip, host peak RSS, and mean GPU utilisation when on a GPU;
+  4. the tensor memory one training step needs (network, gradients, optimiser state, activations)
+     on the training device, and on a GPU the peak it allocated while training;
 and projects the wall time of the README's training command on FMA-medium (25,000 clips:
 19,922 train / 2,505 validation) from those rates, for the given number of members and epochs.
 """
@@ -33,7 +35,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from common import PeriodicSampler, make_payload  # noqa: E402
+from common import PeriodicSampler, make_payload, peak_tensor_bytes  # noqa: E402
 
 FMA_TRAIN, FMA_VALID, FMA_CLIPS = 19_922, 2_505, 25_000
 
@@ -121,9 +123,14 @@ def main() -> None:
                            torch.tensor(rng.integers(0, len(GENRES), len(rows))))
 
         store = FeatureStore(cache.data, device, config.compression)
+        chunk = config.seconds_to_frames(member.chunk_seconds)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         with GpuUtilisation() as gpu:
-            _, history = train_member(member, store, clip_set(train_rows), clip_set(valid_rows),
-                                      config.seconds_to_frames(member.chunk_seconds), Path(tmp) / "bench.ckpt")
+            _, history = train_member(member, store, clip_set(train_rows), clip_set(valid_rows), chunk,
+                                      Path(tmp) / "bench.ckpt")
+        gpu_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    step_bytes = training_step_bytes(member, config.n_mels, chunk, device)
     last = history[-1]
     crops_per_second = last["crops"] / last["train_seconds"]
     valid_seconds_per_clip = (last["seconds"] - last["train_seconds"]) / len(valid_rows)
@@ -144,11 +151,44 @@ def main() -> None:
           f"{gigabytes_per_clip * FMA_CLIPS:.1f} GB for FMA-medium |")
     print(f"| training | {crops_per_second:.1f} crops/s |")
     print(f"| validation scoring | {1 / valid_seconds_per_clip:.1f} clips/s |")
+    if step_bytes is not None:
+        print(f"| tensor memory of one training step, batch {args.batch_size} (torch MemTracker, fp32; "
+              f"a GPU adds its CUDA context) | {step_bytes / 2**20:.0f} MiB |")
+    if gpu_peak is not None:
+        features = "included" if store.on_device else "on the host"
+        print(f"| GPU memory allocated while training, peak (features {features}) | {gpu_peak / 2**30:.2f} GiB |")
     if gpu.mean is not None:
         print(f"| GPU utilisation (nvidia-smi, mean over both epochs with their validation) | {gpu.mean:.0f} % |")
     print(f"| host peak RSS (memory-mapped cache pages included) | {peak_rss:.2f} GiB |")
     print(f"| projected: cache + {args.members} members x {args.epochs} epochs on FMA-medium | "
           f"{projected / 60:.0f} min (no early stopping) |")
+
+
+def training_step_bytes(member, n_mels: int, chunk: int, device) -> int | None:
+    """Peak tensor memory of one optimiser step of a fresh `member` network on random crops, in
+    fp32 (bf16 autocast on a GPU needs less for activations)."""
+    import torch
+    import torch.nn.functional as F
+
+    from model.genres import GENRES
+    from model.networks import build_network
+
+    network = build_network(member.architecture, n_mels, len(GENRES), member.hparams).to(device).train()
+    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=member.lr)
+    # The tracker hooks every parameter's gradient and refuses frozen ones. Frozen musicnn taggers
+    # still run without a graph (MusicnnTransfer.forward follows fine_tune, not requires_grad) and
+    # are not in the optimiser, so the figure stays that of the frozen step.
+    network.requires_grad_(True)
+    crops = torch.randn(member.batch_size, n_mels, chunk, device=device)
+    labels = torch.randint(0, len(GENRES), (member.batch_size,), device=device)
+
+    def step() -> None:
+        loss = F.cross_entropy(network(crops), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return peak_tensor_bytes(device.type, step, network, optimizer, crops, labels)
 
 
 if __name__ == "__main__":
