@@ -141,7 +141,8 @@ def _stream_samples(path: Path, max_seconds: float) -> int | None:
 
 
 def _read_pyav(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
-    """Decode with ffmpeg, skipping packets it cannot decode instead of giving up."""
+    """Decode with ffmpeg, skipping packets it cannot decode instead of giving up. A stream whose
+    sample rate changes part-way (concatenated files, radio rips) comes back at its first rate."""
     try:
         container = av.open(str(path))
     except av.FFmpegError:
@@ -151,21 +152,28 @@ def _read_pyav(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
             raise DecodeError(path, "the file has no audio stream")
         stream = container.streams.audio[0]
         to_planar_float = av.AudioResampler(format="fltp")  # format only: rate and layout unchanged
-        blocks, rate, samples = [], stream.codec_context.sample_rate, 0
+        runs: list[tuple[int, list[np.ndarray]]] = []  # (rate, blocks) for each stretch at one rate
+        seconds = 0.0
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
             except av.FFmpegError:
                 continue  # damaged packet: skip it, keep the rest
             for frame in frames:
-                rate = frame.sample_rate
-                blocks.extend(_to_mono(f.to_ndarray()) for f in to_planar_float.resample(frame))
-                samples += frame.samples
-            if samples >= max_seconds * rate:
+                if not runs or runs[-1][0] != frame.sample_rate:
+                    runs.append((frame.sample_rate, []))
+                runs[-1][1].extend(_to_mono(f.to_ndarray()) for f in to_planar_float.resample(frame))
+                seconds += frame.samples / frame.sample_rate
+            if seconds >= max_seconds:
                 break
-    if not blocks:
+    runs = [(run_rate, blocks) for run_rate, blocks in runs if blocks]
+    if not runs:
         raise DecodeError(path, "no decodable audio frames")
-    return np.concatenate(blocks)[: int(max_seconds * rate)], rate
+    rate = runs[0][0]
+    audio = np.concatenate([np.concatenate(blocks) if run_rate == rate
+                            else soxr.resample(np.concatenate(blocks), run_rate, rate, quality="HQ")
+                            for run_rate, blocks in runs])
+    return audio[: int(max_seconds * rate)], rate
 
 
 def _to_mono(channels_first: np.ndarray) -> np.ndarray:

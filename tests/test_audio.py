@@ -96,6 +96,19 @@ def test_decoding_stops_at_max_seconds_with_either_decoder(clips):
     assert np.abs(vbr.audio[-RATE:]).max() > 0.2
 
 
+
+def test_a_sample_rate_change_mid_stream_keeps_pitch_and_length(tmp_path):
+    """Two mp3s glued together (44.1 kHz, then 22.05 kHz): soundfile stops at the change, PyAV
+    goes on, and the second part must be resampled, not played an octave off."""
+    first = write_mp3(tmp_path / "a.mp3", signal(5, 44100, freq=440), 44100).read_bytes()
+    second = write_mp3(tmp_path / "b.mp3", signal(5, 22050, freq=880), 22050).read_bytes()
+    path = tmp_path / "glued.mp3"
+    path.write_bytes(first + second)
+    decoded = decode(path, RATE)
+    assert decoded.decoder == "pyav" and decoded.seconds == pytest.approx(10, abs=0.2)
+    assert dominant_frequency(decoded.audio[RATE : 4 * RATE], RATE) == pytest.approx(440, abs=3)
+    assert dominant_frequency(decoded.audio[6 * RATE : 9 * RATE], RATE) == pytest.approx(880, abs=3)
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_decode_many_keeps_order_and_returns_errors(clips, workers):
     names = ["cbr30", "empty", "short", "random", "silent"]
