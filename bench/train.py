@@ -12,7 +12,8 @@ Uses the cached payload of bench/predict.py (30-s 44.1 kHz stereo mp3s) with ran
      musicnn's own cache): crops/s (second epoch, after warm-up), the time to
      score a validation clip, host peak RSS, and mean GPU utilisation when on a GPU;
   4. the tensor memory one training step needs (network, gradients, optimiser state, activations)
-     on the training device, and on a GPU the peak it allocated while training;
+     on the training device, and on a GPU the peak it allocated while training; the arithmetic
+     (FLOPs) per training crop;
 and projects the wall time of the README's training command on FMA-medium (25,000 clips:
 19,922 train / 2,505 validation) from those rates, for the given number of members and epochs.
 """
@@ -130,11 +131,12 @@ def main() -> None:
             _, history = train_member(member, store, clip_set(train_rows), clip_set(valid_rows), chunk,
                                       Path(tmp) / "bench.ckpt")
         gpu_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # before the probes below add theirs
     step_bytes = training_step_bytes(member, config.n_mels, chunk, device)
+    flops_per_crop = training_flops_per_crop(member, config.n_mels, chunk)
     last = history[-1]
     crops_per_second = last["crops"] / last["train_seconds"]
     valid_seconds_per_clip = (last["seconds"] - last["train_seconds"]) / len(valid_rows)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
     epoch_seconds = FMA_TRAIN / crops_per_second + FMA_VALID * valid_seconds_per_clip
     projected = FMA_CLIPS / cache_rate + args.members * args.epochs * epoch_seconds
@@ -151,6 +153,9 @@ def main() -> None:
           f"{gigabytes_per_clip * FMA_CLIPS:.1f} GB for FMA-medium |")
     print(f"| training | {crops_per_second:.1f} crops/s |")
     print(f"| validation scoring | {1 / valid_seconds_per_clip:.1f} clips/s |")
+    total_flops = flops_per_crop * FMA_TRAIN * args.members * args.epochs
+    print(f"| arithmetic per training crop (forward + backward, torch FlopCounterMode) | "
+          f"{flops_per_crop / 1e9:.2f} GFLOP -> {total_flops / 1e15:.1f} PFLOP for the projected run |")
     if step_bytes is not None:
         print(f"| tensor memory of one training step, batch {args.batch_size} (torch MemTracker, fp32; "
               f"a GPU adds its CUDA context) | {step_bytes / 2**20:.0f} MiB |")
@@ -189,6 +194,22 @@ def training_step_bytes(member, n_mels: int, chunk: int, device) -> int | None:
         optimizer.step()
 
     return peak_tensor_bytes(device.type, step, network, optimizer, crops, labels)
+
+
+def training_flops_per_crop(member, n_mels: int, chunk: int) -> float:
+    """Forward + backward FLOPs of one crop through a fresh `member` network (counted on the CPU,
+    device-independent): with the crop count, the arithmetic a training run needs."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from model.genres import GENRES
+    from model.networks import build_network
+
+    network = build_network(member.architecture, n_mels, len(GENRES), member.hparams).train()
+    crops = torch.randn(2, n_mels, chunk)  # two: batch norm needs more than one value per channel
+    with FlopCounterMode(display=False) as counter:
+        network(crops).sum().backward()
+    return counter.get_total_flops() / len(crops)
 
 
 if __name__ == "__main__":
