@@ -6,7 +6,8 @@
 Reads as the pipeline it runs: find the mp3s, load the ensemble, pick a device, decode in worker
 processes while the ensemble scores batches, write the CSV atomically, summarise. Every mp3 gets
 a row: a file without usable audio gets the training class prior and is listed in the summary.
-Exit code 0 whenever a valid CSV was written; 1 or 2 with a one-line reason otherwise.
+Exit code 0 whenever a valid CSV was written; 1 or 2 with a one-line reason otherwise; 130 after
+^C, with what is journaled for --resume.
 """
 
 from __future__ import annotations
@@ -117,15 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     progress = tqdm(total=len(paths), initial=len(predictions), unit="clip", file=sys.stderr, mininterval=1.0,
                     dynamic_ncols=True)
+    interrupted = False
     try:
         todo = [path for path in paths if path not in predictions]
         for prediction in classify_files(ensemble, todo, workers, args.batch_size):
             predictions[prediction.path] = prediction
             journal.add(prediction.path, prediction.probabilities, report_entry(prediction))
             progress.update()
+    except KeyboardInterrupt:  # ^C: the decode workers are already stopped (audio.decode_many)
+        interrupted = True
     finally:
         progress.close()
         journal.close()
+    if interrupted:
+        die(prog, f"interrupted: {len(predictions)} of {len(paths)} files are predicted and journaled in "
+                  f"{journal_file}; run the same command with --resume to go on", 130)
     elapsed = time.perf_counter() - start
 
     ordered = [predictions[path] for path in paths]

@@ -239,4 +239,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        die("train.py", "interrupted. Finished epochs are checkpointed in --run-dir and decoded tracks cached "
+                        "in --cache: the same command with --resume goes on from there", 130)

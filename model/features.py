@@ -92,6 +92,12 @@ class _CacheWriter:
         self.index = _save_index(self.folder, self.index, self.rows, self.data)
         self.rows = []
 
+    def save_and_close(self) -> None:
+        try:
+            self.save()
+        finally:
+            self.data.close()
+
     def close(self) -> FeatureCache:
         self.save()
         self.data.close()
@@ -115,19 +121,24 @@ def build_caches(
     missing = tracks["key"].map(lambda key: tuple(i for i, w in enumerate(writers) if key not in w.done))
     todo = int((missing.str.len() > 0).sum())
     start = time.perf_counter()
-    with tqdm(total=todo, unit="track", file=sys.stderr, mininterval=1.0, dynamic_ncols=True,
-              disable=not todo) as progress:
-        for needed, group in tracks.groupby(missing, sort=False):
-            if not needed:
-                continue
-            transform = partial(log_mel_features, configs=tuple(configs[i] for i in needed))
-            results = decode_many(group["path"], configs[0].sample_rate, workers, prefetch=8, transform=transform)
-            for key, (_, result) in zip(group["key"], results):  # results come in input order
-                if isinstance(result, DecodeError):
-                    result = result.reason
-                for i, features in zip(needed, result if isinstance(result, tuple) else [result] * len(needed)):
-                    writers[i].add(key, features)
-                progress.update()
+    try:
+        with tqdm(total=todo, unit="track", file=sys.stderr, mininterval=1.0, dynamic_ncols=True,
+                  disable=not todo) as progress:
+            for needed, group in tracks.groupby(missing, sort=False):
+                if not needed:
+                    continue
+                transform = partial(log_mel_features, configs=tuple(configs[i] for i in needed))
+                results = decode_many(group["path"], configs[0].sample_rate, workers, prefetch=8, transform=transform)
+                for key, (_, result) in zip(group["key"], results):  # results come in input order
+                    if isinstance(result, DecodeError):
+                        result = result.reason
+                    for i, features in zip(needed, result if isinstance(result, tuple) else [result] * len(needed)):
+                        writers[i].add(key, features)
+                    progress.update()
+    except BaseException:  # ^C or an error: keep every track computed so far for the rerun
+        for writer in writers:
+            writer.save_and_close()
+        raise
     if todo:
         elapsed = time.perf_counter() - start
         print(f"feature cache: {todo} tracks in {elapsed:.0f} s ({todo / max(elapsed, 1e-9):.1f} tracks/s)",

@@ -205,3 +205,29 @@ def test_an_interrupted_run_resumes_from_its_journal(clips, tiny_weights, tmp_pa
     check_rows(header, rows, expected)
     for file_id, probs in rows.items():
         assert np.allclose(probs, expected[file_id], atol=1e-6), file_id
+
+
+def test_ctrl_c_stops_with_one_line_and_the_run_resumes(clips, tiny_weights, tmp_path):
+    payload = tmp_path / "payload"
+    payload.mkdir()
+    for i in range(40):
+        shutil.copy(clips["cbr30"], payload / f"clip{i:02d}.mp3")
+    out, journal = tmp_path / "out.csv", tmp_path / "out.csv.partial.jsonl"
+    command = [sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--weights", str(tiny_weights),
+               "--device", "cpu", "--workers", "2", "--batch-size", "1", "--out", str(out)]
+    # In its own process group, as a shell runs a job: ^C reaches the decode workers too.
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               process_group=0)
+    deadline = time.time() + 120
+    while process.poll() is None and time.time() < deadline:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 130 and not out.exists(), stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("predict.py: error: interrupted: ") and "--resume" in last and "Traceback" not in stderr
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(read_csv(out)[1]) == 40

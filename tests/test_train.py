@@ -172,6 +172,32 @@ def test_cache_is_reused_keyed_by_config_and_resumable(dataset, tmp_path, monkey
     assert build_cache(tmp_path, other, tracks, workers=0).data.shape[1] == 48
 
 
+def test_an_interrupted_cache_build_keeps_what_it_computed(dataset, tmp_path, monkeypatch, capsys):
+    """^C mid-build (here after 5 tracks, long before an index save is due): those 5 are saved,
+    the rerun computes only the rest."""
+    import model.features
+
+    tracks = fma.load_fma(dataset["metadata"], dataset["audio"])[["key", "path"]].head(12)
+    config, real = SpectrogramConfig(n_mels=40), model.features.decode_many
+
+    def interrupted(*args, **kwargs):
+        for count, item in enumerate(real(*args, **kwargs)):
+            if count == 5:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr("model.features.decode_many", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(tmp_path, config, tracks, workers=0)
+    monkeypatch.undo()
+    capsys.readouterr()
+    resumed = build_cache(tmp_path, config, tracks, workers=0)
+    assert "5 tracks cached, 7 to compute" in capsys.readouterr().err
+    straight = build_cache(tmp_path / "straight", config, tracks, workers=0)
+    for key in tracks["key"]:
+        assert np.array_equal(resumed.spectrogram(key), straight.spectrogram(key))
+
+
 def test_two_configs_fill_from_one_decoding_pass(dataset, tmp_path, monkeypatch):
     """The CNNs' and musicnn's caches (train.py --backbone musicnn) decode each file once."""
     import model.features
