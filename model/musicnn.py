@@ -20,6 +20,7 @@ Batch-norm follows ReLU throughout, with TensorFlow's epsilon of 1e-3.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import torch
@@ -200,9 +201,10 @@ class MusicnnTransfer(MusicnnPair):
     def forward(self, spec: Tensor) -> Tensor:
         # Frozen taggers run in full precision even under training's bf16 autocast: the head then
         # learns on exactly the embeddings it is given at prediction time (always fp32).
-        with (torch.set_grad_enabled(self.fine_tune and torch.is_grad_enabled()),
-              torch.autocast(spec.device.type, enabled=self.fine_tune and torch.is_autocast_enabled(spec.device.type))):
-            features = self.backbone(spec.float())
+        frozen = not self.fine_tune
+        with (torch.set_grad_enabled(not frozen and torch.is_grad_enabled()),
+              torch.autocast(spec.device.type, enabled=False) if frozen else contextlib.nullcontext()):
+            features = self.backbone(spec.float() if frozen else spec)
         return self.head_from(*features)
 
     def head_from(self, tag_logits: Tensor, embedding: Tensor) -> Tensor:
