@@ -226,3 +226,11 @@ def hang_on_short_clip(decoded) -> float:
     while decoded.seconds < 1:
         time.sleep(1)
     return decoded.seconds
+
+
+def sigint_enabled() -> None:
+    """preexec_fn for the ^C tests: a shell that runs the suite as a background job has its
+    children ignore SIGINT, and Python then never raises KeyboardInterrupt; restore the default."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

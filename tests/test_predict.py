@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, sigint_enabled
 
 from model.ensemble import load_manifest
 from model.genres import fma_medium_prior
@@ -217,7 +217,7 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(clips, tiny_weights, tmp
                "--device", "cpu", "--workers", "2", "--batch-size", "1", "--out", str(out)]
     # In its own process group, as a shell runs a job: ^C reaches the decode workers too.
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               process_group=0)
+                               process_group=0, preexec_fn=sigint_enabled)
     deadline = time.time() + 120
     while process.poll() is None and time.time() < deadline:
         if journal.exists() and len(journal.read_text().splitlines()) >= 3:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import REPO, TOY_GENRES, make_fma_dataset, toy_clip
+from conftest import REPO, TOY_GENRES, make_fma_dataset, sigint_enabled, toy_clip
 
 from model import fma
 from model.ensemble import load_ensemble
@@ -112,6 +112,24 @@ def test_heads_on_the_pretrained_musicnn_taggers_train_beside_a_cnn(dataset, tmp
     report = json.loads((weights / "report.json").read_text())
     assert report["members"]["musicnn0"]["log_loss"] < 0.5 * report["prior_log_loss"], report["members"]
     assert_beats_prior_on_held_out_clips(tmp_path, weights)
+
+
+def test_ctrl_c_ends_training_with_one_line(dataset, tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), "--cache", str(dataset["cache"]), "--out", str(tmp_path / "weights"),
+         "--run-dir", str(run_dir), *TINY, "--members", "1", "--epochs", "50", "--chunk-seconds", "1",
+         "--workers", "0", "--metadata", str(dataset["metadata"]), "--audio", str(dataset["audio"])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_enabled,
+    )
+    deadline = time.time() + 120
+    while not (run_dir / "cnn0.ckpt").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1].startswith("train.py: error: interrupted.") and "Traceback" not in stderr
+    assert "--resume" in stderr and not (tmp_path / "weights" / "manifest.json").exists()
 
 
 def test_resume_after_a_kill_reaches_the_same_ensemble(dataset, tmp_path):
