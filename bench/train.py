@@ -10,7 +10,8 @@ Uses the cached payload of bench/predict.py (30-s 44.1 kHz stereo mp3s) with ran
   2. building the feature cache (decode + log-mel + write), same workers -> ratio to 1 (target >= 0.8);
   3. training one member of the default shape (or, with --backbone musicnn, one transfer head on
      musicnn's own cache): crops/s (second epoch, after warm-up), the time to
-     score a validation clip, host peak RSS, and mean GPU utilisation when on a GPU;
+     score a validation clip (timed apart from training), host peak RSS, and mean GPU
+     utilisation of the training loop when on a GPU;
   4. the tensor memory one training step needs (network, gradients, optimiser state, activations)
      on the training device, and on a GPU the peak it allocated while training; the arithmetic
      (FLOPs) per training crop;
@@ -86,7 +87,7 @@ def main() -> None:
     from model.genres import GENRES
     from model.musicnn import MUSICNN_CHUNK_SECONDS, MUSICNN_SPECTROGRAM
     from model.spectrogram import SpectrogramConfig
-    from model.training import ClipSet, FeatureStore, MemberConfig, train_member
+    from model.training import ClipSet, FeatureStore, MemberConfig, predict_clips, train_member
 
     paths = make_payload(args.payload, args.clips)
     if args.backbone == "musicnn":
@@ -127,16 +128,24 @@ def main() -> None:
         chunk = config.seconds_to_frames(member.chunk_seconds)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+        # Validation on one clip during training, so that the GPU utilisation is the training
+        # loop's; the validation rate is measured on its own below.
         with GpuUtilisation() as gpu:
-            _, history = train_member(member, store, clip_set(train_rows), clip_set(valid_rows), chunk,
-                                      Path(tmp) / "bench.ckpt")
+            network, history = train_member(member, store, clip_set(train_rows), clip_set(valid_rows[:1]), chunk,
+                                            Path(tmp) / "bench.ckpt")
+        valid = clip_set(valid_rows)
+        predict_clips(network, store, valid, chunk, correction=None, max_chunks=member.max_chunks)  # warm-up
+        start = time.perf_counter()
+        predict_clips(network, store, valid, chunk, correction=None, max_chunks=member.max_chunks)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        valid_seconds_per_clip = (time.perf_counter() - start) / len(valid_rows)
         gpu_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # before the probes below add theirs
     step_bytes = training_step_bytes(member, config.n_mels, chunk, device)
     flops_per_crop = training_flops_per_crop(member, config.n_mels, chunk)
     last = history[-1]
     crops_per_second = last["crops"] / last["train_seconds"]
-    valid_seconds_per_clip = (last["seconds"] - last["train_seconds"]) / len(valid_rows)
 
     epoch_seconds = FMA_TRAIN / crops_per_second + FMA_VALID * valid_seconds_per_clip
     projected = FMA_CLIPS / cache_rate + args.members * args.epochs * epoch_seconds
@@ -163,7 +172,7 @@ def main() -> None:
         features = "included" if store.on_device else "on the host"
         print(f"| GPU memory allocated while training, peak (features {features}) | {gpu_peak / 2**30:.2f} GiB |")
     if gpu.mean is not None:
-        print(f"| GPU utilisation (nvidia-smi, mean over both epochs with their validation) | {gpu.mean:.0f} % |")
+        print(f"| GPU utilisation (nvidia-smi, mean over both training epochs) | {gpu.mean:.0f} % |")
     print(f"| host peak RSS (memory-mapped cache pages included) | {peak_rss:.2f} GiB |")
     print(f"| projected: cache + {args.members} members x {args.epochs} epochs on FMA-medium | "
           f"{projected / 60:.0f} min (no early stopping) |")
