@@ -157,8 +157,8 @@ def drop_duplicate_ids(paths: list[Path]) -> list[Path]:
     seen: dict[str, Path] = {}
     for path in paths:
         if file_id(path) in seen:
-            print(f"note: {path.name} has the same file_id as {seen[file_id(path)].name}: only the "
-                  "latter gets a row", file=sys.stderr)
+            first = seen[file_id(path)].name
+            print(f"note: {path.name} has the same file_id as {first}: only {first} gets a row", file=sys.stderr)
         else:
             seen[file_id(path)] = path
     return list(seen.values())

@@ -99,8 +99,7 @@ class _CacheWriter:
             self.data.close()
 
     def close(self) -> FeatureCache:
-        self.save()
-        self.data.close()
+        self.save_and_close()
         return open_cache(self.folder, self.config)
 
 
