@@ -40,10 +40,17 @@ def parse_args(argv: list[str] | None):
     out.add_argument("--resume", action="store_true", help="continue the interrupted run in --run-dir")
     model = parser.add_argument_group("model and training")
     model.add_argument("--members", type=non_negative_int, default=3, help="CNN members trained from scratch (default 3)")
-    model.add_argument("--epochs", type=positive_int, default=40, help="maximum epochs per member (default 40)")
+    model.add_argument("--epochs", type=positive_int, default=40,
+                       help="maximum epochs per member (default 40). An epoch is one pass over the training clips "
+                            "or --min-epoch-steps optimizer steps, whichever is more; warm-up (1 epoch), patience "
+                            "and the cosine schedule count those epochs, so they mean the same on 100 clips as on 25,000")
+    model.add_argument("--min-epoch-steps", type=positive_int, default=32,
+                       help="optimizer steps an epoch has at least (default 32)")
     model.add_argument("--batch-size", type=positive_int, default=64, help="crops per step (default 64)")
     model.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default 2e-3)")
-    model.add_argument("--patience", type=positive_int, default=6, help="epochs without improvement before stopping (default 6)")
+    model.add_argument("--patience", type=positive_int, default=6, help="epochs without a better validation log loss before stopping (default 6); validation scores "
+                            "the bias-corrected output predict.py writes, after batch-norm statistics are "
+                            "recomputed on clean training crops")
     model.add_argument("--channels", default="32,64,128,256", help="CNN widths, one residual block each (default 32,64,128,256)")
     model.add_argument("--chunk-seconds", default="3,2,4", help="crop lengths, cycled over members (default 3,2,4)")
     model.add_argument("--balance", default="sqrt", choices=["sqrt", "none"], help="class-balanced sampling (default sqrt)")
@@ -87,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from model import fma
-    from model.calibration import fit_temperature
+    from model.calibration import fit_temperature, output_log_loss, output_probabilities
     from model.device import DeviceError, choose_device, usable_cores
-    from model.ensemble import Manifest, MemberSpec, floor_probabilities, place_base_weights, save_ensemble
+    from model.ensemble import Manifest, MemberSpec, place_base_weights, save_ensemble
     from model.features import build_caches
     from model.genres import GENRES
     from model.metrics import confusion_png, scores
@@ -125,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         name=f"cnn{i}", hparams={"channels": args.channels, "dropout": 0.3},
         chunk_seconds=args.chunk_seconds[i % len(args.chunk_seconds)], seed=args.seed + i,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, balance=args.balance,
+        min_epoch_steps=args.min_epoch_steps,
     ), "cnn", spectrogram) for i in range(args.members)]
     if args.backbone == "musicnn":
         plans += [(MemberConfig(
@@ -132,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             hparams={"hidden": 256, "dropout": 0.5, "fine_tune": args.fine_tune},
             chunk_seconds=MUSICNN_CHUNK_SECONDS, seed=args.seed + 1000 + j, epochs=args.epochs,
             batch_size=args.batch_size, lr=args.backbone_lr, patience=args.patience, balance=args.balance,
+            min_epoch_steps=args.min_epoch_steps,
             max_chunks=args.max_chunks, backbone_weights=str(Path(args.backbone_weights).resolve()),
         ), "transfer", MUSICNN_SPECTROGRAM) for j in range(args.backbone_members)]
 
@@ -191,8 +200,12 @@ def main(argv: list[str] | None = None) -> int:
             test_log_probs.append(predict_clips(network, store, clips["test"], chunk, correction=None,
                                                 max_chunks=config.max_chunks).cpu())
 
-    # 4. Ensemble: average member log-probabilities, fit one temperature on validation.
-    temperature = fit_temperature(torch.stack(valid_log_probs).mean(0), valid.labels)
+    # 4. Ensemble: one temperature fitted on validation, through the rule prediction applies.
+    valid_log_probs = torch.stack(valid_log_probs)
+    temperature = fit_temperature(valid_log_probs, valid.labels)
+    valid_loss = output_log_loss(valid_log_probs, valid.labels, temperature).item()
+    print(f"ensemble: temperature {temperature:.3f}, validation log loss {valid_loss:.4f} "
+          f"(what predict.py's output scores on the {len(valid.labels)} validation clips)", file=sys.stderr)
     prior = class_prior(train.labels)
     manifest = Manifest(
         classes=GENRES, sample_rate=spectrogram.sample_rate, temperature=temperature,
@@ -202,24 +215,26 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     # 5. Report on the test split (validation when there is no test split).
-    eval_name, eval_labels, eval_log_probs = ("test", test.labels, test_log_probs) if len(test.labels) else \
-        ("validation", valid.labels, valid_log_probs)
+    eval_name, eval_labels, eval_log_probs = ("test", test.labels, torch.stack(test_log_probs)) \
+        if len(test.labels) else ("validation", valid.labels, valid_log_probs)
     labels = eval_labels.numpy()
 
-    def probs(log_probs: torch.Tensor, t: float = 1.0) -> np.ndarray:
-        return floor_probabilities(torch.softmax(log_probs.double() / t, dim=1).numpy())
+    def probs(member_log_probs: torch.Tensor, t: float = 1.0) -> np.ndarray:
+        return output_probabilities(member_log_probs, t).numpy()  # the rows predict.py would write
 
-    ensemble_log_probs = torch.stack(eval_log_probs).mean(0)
     report = {
-        "split": eval_name, "temperature": temperature, "members": {},
-        "ensemble_before_temperature": scores(labels, probs(ensemble_log_probs)),
-        "ensemble": scores(labels, probs(ensemble_log_probs, temperature)),
-        "prior_log_loss": scores(labels, np.tile(floor_probabilities(prior.numpy()[None]), (len(labels), 1)))["log_loss"],
+        "split": eval_name, "temperature": temperature, "validation_log_loss": valid_loss, "members": {},
+        "ensemble_before_temperature": scores(labels, probs(eval_log_probs)),
+        "ensemble": scores(labels, probs(eval_log_probs, temperature)),
+        "prior_log_loss": scores(labels, probs(prior.log()[None, None].expand(1, len(labels), -1)))["log_loss"],
         "history": histories,
     }
     for spec, log_probs in zip(members, eval_log_probs):
+        history = histories[spec.name]
+        best = min(history, key=lambda epoch: epoch["valid_loss"])
         report["members"][spec.name] = {"kind": spec.kind, "chunk_seconds": spec.chunk_seconds,
-                                        **scores(labels, probs(log_probs))}
+                                        "epochs": len(history), "best_epoch": best["epoch"],
+                                        "validation_log_loss": best["valid_loss"], **scores(labels, probs(log_probs[None]))}
 
     save_ensemble(out, manifest, states)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -228,11 +243,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"macro F1 {report['ensemble']['macro_f1']:.3f}")
 
     print(f"\n{eval_name} split ({len(labels)} clips); class-prior log loss {report['prior_log_loss']:.3f}")
-    print("| model | log loss | macro F1 | accuracy | ECE |\n|---|---|---|---|---|")
-    rows = [(name, r) for name, r in report["members"].items()]
-    rows += [("ensemble, T=1", report["ensemble_before_temperature"]), (f"ensemble, T={temperature:.2f}", report["ensemble"])]
-    for name, r in rows:
-        print(f"| {name} | {r['log_loss']:.3f} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} | {r['ece']:.3f} |")
+    print("| model | epochs (best) | log loss | macro F1 | accuracy | ECE |\n|---|---|---|---|---|---|")
+    rows = [(name, f"{r['epochs']} ({r['best_epoch']})", r) for name, r in report["members"].items()]
+    rows += [("ensemble, T=1", "", report["ensemble_before_temperature"]),
+             (f"ensemble, T={temperature:.2f}", "", report["ensemble"])]
+    for name, epochs, r in rows:
+        print(f"| {name} | {epochs} | {r['log_loss']:.3f} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} | {r['ece']:.3f} |")
     print(f"\nwrote {out}/manifest.json (+{len(states)} state dicts), report.json, confusion.png "
           f"in {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr)
     return 0

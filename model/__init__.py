@@ -9,6 +9,7 @@ One module per idea, shared by `predict.py` and `train.py`:
 - `networks`     the architectures that score one chunk, by name
 - `musicnn`      the pretrained musicnn taggers in PyTorch; the transfer-learning head
 - `zero_shot`    their tags -> the 16 genres by a documented table (the default model)
+- `speech`       the pause cue that tells speech from music, which the taggers cannot
 - `ensemble`     the ensemble on disk (manifest + state dicts) and in memory
 - `inference`    files -> decode workers -> ensemble batches -> one prediction per file
 - `journal`      finished predictions on disk, so an interrupted run resumes
@@ -17,7 +18,7 @@ One module per idea, shared by `predict.py` and `train.py`:
 - `fma`          FMA / crowdAI / own labels -> one training table; labels for scoring
 - `features`     the resumable log-mel cache for training
 - `training`     the training loop of one ensemble member
-- `calibration`  one temperature for the ensemble
+- `calibration`  member log-probabilities -> the rows predict.py writes; the temperature fit
 - `metrics`      log loss, macro F1, ECE, confusion matrix
 - `handcrafted`, `baseline`  the FMA paper's 518 features and the scikit-learn baseline
 - `atomic`, `cli`  atomic file writes; argparse helpers shared by the scripts

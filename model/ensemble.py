@@ -19,11 +19,9 @@ batch: each chunk goes through the taggers once, then through every such member'
 
 Combining: each member gives per-clip log-probabilities (for a network: log-softmax of its outputs
 averaged over the clip's chunks, at most `max_chunks` of them spread over the clip when set; for a
-`prior` member: the log class prior). The ensemble
-averages these log-probabilities (a geometric mean of probabilities, blind to each member's logit
-offset), divides the average by the temperature, and applies softmax. Finally every probability
-is lifted to at least `PROBABILITY_FLOOR` by mixing with the uniform distribution, so that one
-confident mistake cannot cost more than log(1 / 1e-4) = 9.2 nats.
+`prior` member: the log class prior); `calibration.combine` averages them and applies the
+temperature, and `calibration.floor_probabilities` bounds what one mistake can cost (the rule is
+written once, in model/calibration.py, for prediction and training alike).
 
 `save_ensemble` writes the state dicts under content-addressed names first and the manifest last
 (atomic rename): a crash at any point leaves the previous ensemble loadable.
@@ -44,6 +42,7 @@ import torch
 from torch import nn
 
 from .atomic import write_atomic
+from .calibration import combine, floor_probabilities
 from .chunking import make_chunks, mean_by_owner
 from .genres import GENRES
 from .networks import ARCHITECTURE_KINDS, ARCHITECTURES, REQUIRED_SPECTROGRAMS, build_network
@@ -52,7 +51,6 @@ from .spectrogram import LogMel, SpectrogramConfig
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 MEMBER_KINDS = ("prior", "cnn", "zero_shot", "transfer")
-PROBABILITY_FLOOR = 1e-4
 _LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
 
@@ -335,8 +333,7 @@ class Ensemble(nn.Module):
             if member.kind == "zero_shot":  # log evidence + log prior (see the module docstring)
                 logits = logits + self.log_prior
             member_log_probs.append(torch.log_softmax(logits, dim=1))
-        mean_log_probs = torch.stack(member_log_probs).mean(dim=0)
-        return torch.log_softmax(mean_log_probs / self.manifest.temperature, dim=1)
+        return combine(torch.stack(member_log_probs), self.manifest.temperature)
 
     def fallback_probabilities(self) -> np.ndarray:
         """The row for a clip without usable audio: the training class prior, floored."""
@@ -357,13 +354,6 @@ def in_slices(network: nn.Module, function, chunks: torch.Tensor, max_chunks: in
     `chunks_per_call`), which bounds activation memory whatever the batch of clips."""
     step = min(max_chunks, getattr(network, "chunks_per_call", max_chunks))
     return [function(chunks[i : i + step]) for i in range(0, len(chunks), step)]
-
-
-def floor_probabilities(probs: np.ndarray) -> np.ndarray:
-    """Mix with the uniform distribution so every entry is >= PROBABILITY_FLOOR and rows sum to 1."""
-    classes = probs.shape[1]
-    probs = probs / probs.sum(axis=1, keepdims=True)
-    return PROBABILITY_FLOOR + (1.0 - classes * PROBABILITY_FLOOR) * probs
 
 
 def load_ensemble(weights_dir: str | os.PathLike, device: torch.device | str = "cpu") -> Ensemble:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from .audio import Decoded, DecodeError, decode_many, unusable_reason
-from .ensemble import Ensemble, floor_probabilities
+from .calibration import floor_probabilities
+from .ensemble import Ensemble
 
 @dataclass(frozen=True)
 class Prediction:

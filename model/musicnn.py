@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .speech import pause_fraction
 from .spectrogram import SpectrogramConfig
 
 # The input musicnn was trained on; chunks of 187 frames (3 s), as in its training.
@@ -147,11 +148,13 @@ class MusicnnPair(nn.Module):
     def forward(self, spec: Tensor) -> tuple[Tensor, Tensor]:
         return self.backbone(spec)
 
-    def backbone(self, spec: Tensor) -> tuple[Tensor, Tensor]:
-        """(batch, 96, frames) -> tag logits (batch, 100) and embedding (batch, 400)."""
+    def backbone(self, spec: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(batch, 96, frames) -> tag logits (batch, 100), embedding (batch, 400) and the chunk's
+        pause fraction (batch,): the speech cue the taggers lack (model/speech.py)."""
         msd_tags, msd_embedding = self.msd.tags_and_embedding(spec)
         mtt_tags, mtt_embedding = self.mtt.tags_and_embedding(spec)
-        return torch.cat([msd_tags, mtt_tags], dim=1), torch.cat([msd_embedding, mtt_embedding], dim=1)
+        return (torch.cat([msd_tags, mtt_tags], dim=1), torch.cat([msd_embedding, mtt_embedding], dim=1),
+                pause_fraction(spec))
 
     def backbone_key(self) -> str | None:
         """Identifies the taggers' weights when they are frozen (None when they train), so an
@@ -207,7 +210,7 @@ class MusicnnTransfer(MusicnnPair):
             features = self.backbone(spec.float() if frozen else spec)
         return self.head_from(*features)
 
-    def head_from(self, tag_logits: Tensor, embedding: Tensor) -> Tensor:
+    def head_from(self, tag_logits: Tensor, embedding: Tensor, pauses: Tensor | None = None) -> Tensor:
         return self.head(embedding)
 
     def parameter_groups(self) -> list[dict]:

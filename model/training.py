@@ -18,8 +18,16 @@ Choices, and why:
   (`parameter_groups`): a fine-tuned pretrained backbone learns slower than its new head.
 - Pretrained members (`backbone_weights`): the musicnn taggers' weights are loaded before training;
   only the head is new.
-- Selection: validation log loss after every epoch; the best epoch's weights are kept; training
-  stops after `patience` epochs without improvement.
+- Selection on what is scored: after every epoch, the validation log loss of exactly what
+  predict.py would write for those clips with this member alone -- bias-corrected posteriors
+  through `calibration.output_probabilities` (temperature 1, probability floor). The best epoch's
+  weights are kept; training stops after `patience` epochs without improvement.
+- The same on 100 clips as on 25,000: an epoch is one pass over the training clips or
+  `min_epoch_steps` optimizer steps, whichever is more, and warm-up, patience and the learning-rate
+  schedule are counted in those epochs. On a few hundred clips an epoch would otherwise be 2 steps,
+  and patience would fire while the network has barely moved. Before each validation the
+  batch-norm statistics are recomputed on clean training crops ("precise BN", Wu & Johnson 2021):
+  running averages updated over 2 steps of a fast-changing network describe neither.
 - Reproducible and resumable: everything random in epoch e is seeded from (seed, e), and a
   checkpoint (model, optimiser, history, best weights) is written after every epoch, so a resumed
   run ends in exactly the state an uninterrupted one would.
@@ -40,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atomic import write_atomic
+from .calibration import output_log_loss
 from .chunking import make_chunks
 from .ensemble import clip_logits
 from .genres import GENRES
@@ -60,6 +69,8 @@ class MemberConfig:
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0
     patience: int = 6
+    min_epoch_steps: int = 32  # an epoch is at least this many optimizer steps (see the docstring)
+    batch_norm_crops: int = 1024  # clean crops that set batch-norm statistics before each validation
     balance: str = "sqrt"  # "sqrt" | "none"
     mixup_alpha: float = 0.3
     gain_db: float = 6.0
@@ -130,7 +141,7 @@ def train_member(
     checkpoint: Path,
 ) -> tuple[nn.Module, list[dict]]:
     """Train (or resume) one member on `chunk`-frame crops; returns the best network, bias-
-    corrected, and its history."""
+    corrected (its outputs are what validation scored), and its history."""
     device = store.device
     n_mels = store.features.shape[1]
     torch.manual_seed(config.seed)  # the initial weights
@@ -145,7 +156,7 @@ def train_member(
               else [{"params": list(network.parameters()), "lr_scale": 1.0}])
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay,
                                   fused=device.type == "cuda")
-    steps_per_epoch = math.ceil(len(train.labels) / config.batch_size)
+    steps_per_epoch = epoch_steps(len(train.labels), config)
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = max(1, round(config.warmup_epochs * steps_per_epoch))
     state = {"epoch": 0, "best_loss": math.inf, "best_epoch": 0, "best_state": None, "history": []}
@@ -158,8 +169,8 @@ def train_member(
         state = {k: saved[k] for k in state}
         print(f"{config.name}: resuming after epoch {state['epoch']}", file=sys.stderr)
 
-    prior = class_prior(train.labels)
     sampling_weights, sampling_prior = sampling_plan(train.labels, config.balance)
+    correction = torch.log(class_prior(train.labels) / sampling_prior).float()  # q -> p, see the docstring
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # crops have one shape: tune once
     # The clips' index tensors live where the features do, and each epoch's draws are made at once
@@ -196,8 +207,9 @@ def train_member(
             losses.append(loss.detach())
         train_loss = torch.stack(losses).mean().item()  # one sync per epoch, not per step
         train_seconds = time.perf_counter() - start
-        log_probs = predict_clips(network, store, valid, chunk, correction=None, max_chunks=config.max_chunks)
-        valid_loss = F.nll_loss(log_probs, valid.labels.to(log_probs.device)).item()
+        settle_batch_norm(network, store, train_here, chunk, config, seed=config.seed * 100_003 + epoch)
+        log_probs = predict_clips(network, store, valid, chunk, correction, max_chunks=config.max_chunks)
+        valid_loss = output_log_loss(log_probs[None], valid.labels).item()
         if valid_loss < state["best_loss"]:
             state.update(best_loss=valid_loss, best_epoch=epoch, best_state=_cpu_copy(network.state_dict()))
         state["epoch"] = epoch
@@ -210,8 +222,43 @@ def train_member(
         _save_checkpoint(checkpoint, config, network, optimizer, state)
 
     network.load_state_dict(state["best_state"])
-    correct_output_bias(network, torch.log(prior / sampling_prior))
+    correct_output_bias(network, correction)
     return network.eval(), state["history"]
+
+
+def epoch_steps(clips: int, config: MemberConfig) -> int:
+    """Optimizer steps per epoch: one pass over the clips, but never fewer than `min_epoch_steps`."""
+    return max(math.ceil(clips / config.batch_size), config.min_epoch_steps)
+
+
+@torch.no_grad()
+def settle_batch_norm(network: nn.Module, store: FeatureStore, train: ClipSet, chunk: int,
+                      config: MemberConfig, seed: int) -> None:
+    """Set the running statistics of the network's trained batch-norm layers to their exact
+    averages over `config.batch_norm_crops` clean crops of training clips drawn at their natural
+    frequencies (what prediction will see), at the current weights. Frozen layers (pretrained
+    taggers kept in inference mode by `network.train()`) are left alone."""
+    network.train()
+    layers = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    network.eval()  # no dropout: the statistics of the network prediction runs
+    if not layers:
+        return
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative average over the batches below
+        layer.train()
+    generator = torch.Generator().manual_seed(seed)
+    where = store.features.device
+    for first in range(0, config.batch_norm_crops, config.batch_size):
+        size = min(config.batch_size, config.batch_norm_crops - first)
+        which = torch.randint(len(train.labels), (size,), generator=generator).to(where)
+        room = (train.frames[which] - chunk).clamp_min(0) + 1
+        starts = (torch.rand(size, generator=generator).to(where) * room).long()
+        network(store.crops(train, which, starts, chunk))
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+        layer.eval()
 
 
 def learning_rate(step: int, peak: float, warmup: int, total: int) -> float:
@@ -275,7 +322,8 @@ def augment(x: torch.Tensor, y: torch.Tensor, config: MemberConfig, compression:
 def predict_clips(network: nn.Module, store: FeatureStore, clips: ClipSet, chunk: int,
                   correction: torch.Tensor | None, batch_clips: int = 32, max_chunks: int | None = None
                   ) -> torch.Tensor:
-    """Whole-clip log-probabilities (clips, classes) exactly as prediction computes them."""
+    """Whole-clip log-probabilities (clips, classes) exactly as prediction computes them for this
+    member; `correction` is added to the logits first (None once it is in the output bias)."""
     was_training = network.training
     network.eval()
     out = []

@@ -8,15 +8,9 @@ import pytest
 import torch
 from conftest import random_state_dicts, tiny_ensemble_manifest
 
+from model.calibration import PROBABILITY_FLOOR, floor_probabilities
 from model.chunking import make_chunks
-from model.ensemble import (
-    PROBABILITY_FLOOR,
-    ManifestError,
-    floor_probabilities,
-    load_ensemble,
-    load_manifest,
-    save_ensemble,
-)
+from model.ensemble import ManifestError, load_ensemble, load_manifest, save_ensemble
 from model.genres import GENRES, fma_medium_prior
 
 

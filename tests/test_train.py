@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ TINY = ["--channels", "8,16", "--batch-size", "8", "--lr", "3e-3", "--device", "
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("fma")
-    metadata, audio = make_fma_dataset(root, per_split=(12, 3, 3), seconds=2.5)
+    metadata, audio = make_fma_dataset(root, per_split=(25, 4, 4), seconds=2.5)  # 100 training clips
     return {"root": root, "metadata": metadata, "audio": audio, "cache": root / "cache"}
 
 
@@ -55,8 +56,56 @@ def test_trained_ensemble_beats_the_prior_on_held_out_clips(dataset, tmp_path):
     assert [m["chunk_seconds"] for m in manifest["members"]] == [1.0, 1.5]
     report = json.loads((tmp_path / "weights" / "report.json").read_text())
     assert report["split"] == "test" and set(report["members"]) == {"cnn0", "cnn1"}
+    assert_every_member_beats_the_prior(report)
     assert (tmp_path / "weights" / "confusion.png").stat().st_size > 10_000
     assert_beats_prior_on_held_out_clips(tmp_path, tmp_path / "weights")
+
+    # What training logs as validation log loss is what predict.py's output scores on those clips:
+    # the ensemble at its fitted temperature, and a member alone at temperature 1.
+    assert scored_by_predict(dataset, tmp_path / "weights", "validation") == pytest.approx(
+        report["validation_log_loss"], abs=2e-3)
+    alone = tmp_path / "cnn1-alone"
+    shutil.copytree(tmp_path / "weights", alone)
+    manifest["members"], manifest["temperature"] = [m for m in manifest["members"] if m["name"] == "cnn1"], 1.0
+    (alone / "manifest.json").write_text(json.dumps(manifest))
+    assert scored_by_predict(dataset, alone, "validation") == pytest.approx(
+        report["members"]["cnn1"]["validation_log_loss"], abs=2e-3)
+
+
+def test_every_member_converges_with_the_default_options_on_100_clips(dataset, tmp_path):
+    """Batch 64 on 100 clips: an epoch would be 2 optimizer steps without the minimum epoch length,
+    and patience would stop a member before batch-norm statistics settle."""
+    out = tmp_path / "weights"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--cache", str(dataset["cache"]), "--out", str(out),
+         "--run-dir", str(tmp_path / "run"), "--metadata", str(dataset["metadata"]), "--audio", str(dataset["audio"]),
+         "--channels", "8,16", "--members", "2", "--chunk-seconds", "1,1.5", "--device", "cpu", "--workers", "2"],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert_every_member_beats_the_prior(report)
+    assert report["ensemble"]["log_loss"] < 0.5 * report["prior_log_loss"], report["ensemble"]
+
+
+def assert_every_member_beats_the_prior(report: dict) -> None:
+    """Each member on its own, on the test split, well below the class prior's log loss."""
+    for name, member in report["members"].items():
+        assert member["log_loss"] < 0.5 * report["prior_log_loss"], (name, member["log_loss"], report["prior_log_loss"])
+        assert member["accuracy"] >= 0.75, (name, member["accuracy"])
+
+
+def scored_by_predict(dataset: dict, weights: Path, split: str) -> float:
+    """predict.py on one split of the FMA layout, scored by evaluate.py: the log loss the grader sees."""
+    payload, out = weights.parent / f"{weights.name}-{split}", weights.parent / f"{weights.name}-{split}.csv"
+    for command in ([str(REPO / "tools" / "split_payload.py"), str(dataset["metadata"]), str(dataset["audio"]),
+                     str(payload), "--split", split],
+                    [str(REPO / "predict.py"), "--payload", str(payload), "--out", str(out), "--weights", str(weights),
+                     "--device", "cpu"],
+                    [str(REPO / "evaluate.py"), str(out), "--labels", str(dataset["metadata"] / "tracks.csv"),
+                     "--split", split]):
+        result = subprocess.run([sys.executable, *command], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    return float(re.search(r"log loss (\d+\.\d+)", result.stdout).group(1))
 
 
 def assert_beats_prior_on_held_out_clips(tmp_path: Path, weights: Path) -> None:
@@ -133,7 +182,7 @@ def test_ctrl_c_ends_training_with_one_line(dataset, tmp_path):
 
 
 def test_resume_after_a_kill_reaches_the_same_ensemble(dataset, tmp_path):
-    arguments = ["--members", "1", "--epochs", "4", "--chunk-seconds", "1", "--workers", "0"]
+    arguments = ["--members", "1", "--epochs", "4", "--chunk-seconds", "1", "--workers", "0", "--min-epoch-steps", "8"]
     straight = train(dataset, tmp_path / "straight", *arguments, run_dir=tmp_path / "run_straight")
     assert straight.returncode == 0, straight.stderr
 
@@ -267,7 +316,7 @@ def test_crowdai_and_own_labels_train(dataset, tmp_path):
     tracks = fma.load_fma(dataset["metadata"], dataset["audio"])
     labels = tmp_path / "train_labels.csv"
     tracks.assign(track_id=tracks["key"].astype(int))[["track_id", "genre"]].to_csv(labels, index=False)
-    arguments = ["--members", "1", "--epochs", "2", "--chunk-seconds", "1", "--workers", "0"]
+    arguments = ["--members", "1", "--epochs", "2", "--chunk-seconds", "1", "--workers", "0", "--min-epoch-steps", "8"]
     crowdai = train(dataset, tmp_path / "crowdai", "--labels", str(labels), "--audio", str(dataset["audio"]), *arguments)
     assert crowdai.returncode == 0, crowdai.stderr
     assert "not artist-filtered" in crowdai.stderr

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     import pandas as pd
 
     from model import baseline, fma
-    from model.ensemble import floor_probabilities
+    from model.calibration import floor_probabilities
     from model.genres import GENRES
     from model.metrics import scores
     from model.submission import file_id, find_mp3s, write_submission

@@ -18,7 +18,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from model.cli import ArgumentParser, die  # noqa: E402
-from model.ensemble import ManifestError, floor_probabilities, load_manifest  # noqa: E402
+from model.calibration import floor_probabilities  # noqa: E402
+from model.ensemble import ManifestError, load_manifest  # noqa: E402
 from model.submission import file_id, find_mp3s, write_submission  # noqa: E402
 
 
