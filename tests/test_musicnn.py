@@ -83,21 +83,57 @@ def test_weights_carry_their_provenance_and_licence():
 
 
 def test_zero_shot_evidence_follows_the_table(monkeypatch):
-    """evidence = max P(any_of tag) x (1 - max P(none_of tag)); the output is its log ratio to
-    the base evidence."""
-    probs = torch.full((1, len(PAIR_TAGS)), 0.01)
-    setting = {"msd:rock": 0.2, "msd:punk": 0.7, "msd:jazz": 0.4, "mtt:voice": 0.8, "mtt:drums": 0.25}
+    """ratio = max over any_of tags of P(tag) / base(tag), x (1 - max P(none_of)) / (1 - max base(none_of));
+    the output is its log plus the speech cue's log likelihood."""
+    head = MusicnnZeroShot(96, 16)
+    head.load_state_dict(torch.load(PAIR_FILE, weights_only=True))
+    base = head.tag_base_rates().detach()
+    probs = base.clone()[None]  # the average clip: every ratio 1
+    setting = {"msd:rock": 0.2, "msd:punk": 0.7, "mtt:rock": 0.05, "msd:jazz": 0.4, "mtt:voice": 0.8, "mtt:drums": 0.25}
     for tag, p in setting.items():
         probs[0, PAIR_TAGS.index(tag)] = p
-    monkeypatch.setattr(MusicnnPair, "backbone", lambda self, spec: (torch.logit(probs), None))
+    no_pauses = torch.zeros(1)
+    monkeypatch.setattr(MusicnnPair, "backbone", lambda self, spec: (torch.logit(probs), None, no_pauses))
+    with torch.no_grad():
+        ratios = (head(torch.zeros(1, 96, MUSICNN_CHUNK_FRAMES)) - head.cue_likelihood(no_pauses).log()).exp()[0]
+    by_genre, rate = dict(zip(GENRES, ratios.tolist())), lambda tag: base[PAIR_TAGS.index(tag)].item()
+    # the strongest hallmark, each tag against its own base rate (not the mean, not another tag's base)
+    assert by_genre["Rock"] == pytest.approx(max(0.7 / rate("msd:punk"), 0.2 / rate("msd:rock"),
+                                                 0.05 / rate("mtt:rock")), rel=1e-4)
+    assert by_genre["Jazz"] == pytest.approx(0.4 / rate("msd:jazz"), rel=1e-4)
+    spoken_none = ("mtt:beat", "mtt:drums", "mtt:guitar", "mtt:piano", "mtt:synth", "mtt:strings")
+    others = max(rate(t) for t in spoken_none if t != "mtt:drums")
+    assert by_genre["Spoken"] == pytest.approx(  # a voice, held back by drums
+        0.8 / rate("mtt:voice") * (1 - max(0.25, others)) / (1 - max(rate(t) for t in spoken_none)), rel=1e-4)
+    assert by_genre["Blues"] == pytest.approx(1.0, rel=1e-4)
+
+
+def test_the_speech_cue_moves_the_odds_of_spoken_and_nothing_else():
+    from model.zero_shot import CUE_GIVEN_MUSIC, CUE_GIVEN_SPEECH
+
     head = MusicnnZeroShot(96, 16)
-    with torch.no_grad():  # output: log evidence - log evidence of the average training clip
-        evidence = (head(torch.zeros(1, 96, MUSICNN_CHUNK_FRAMES)) + head.base_evidence().log()).exp()[0]
-    by_genre = dict(zip(GENRES, evidence.tolist()))
-    assert by_genre["Rock"] == pytest.approx(0.7, rel=1e-4)  # the strongest hallmark, not the mean
-    assert by_genre["Jazz"] == pytest.approx(0.4, rel=1e-4)
-    assert by_genre["Spoken"] == pytest.approx(0.8 * (1 - 0.25), rel=1e-4)  # a voice, held back by drums
-    assert by_genre["Blues"] == pytest.approx(0.01, rel=1e-4)
+    likelihood = head.cue_likelihood(torch.tensor([0.0, 0.05, 0.3]))
+    spoken = GENRES.index("Spoken")
+    music = [i for i in range(16) if i != spoken]
+    assert torch.allclose(likelihood[:, music], likelihood[:, music[:1]].expand(-1, 15))  # one value for music
+    odds = likelihood[:, spoken] / likelihood[:, music[0]]  # Spoken against any music genre
+    assert odds[0] == pytest.approx((1 - CUE_GIVEN_SPEECH) / (1 - CUE_GIVEN_MUSIC))  # no pauses: 1/10
+    assert odds[2] == pytest.approx(CUE_GIVEN_SPEECH / CUE_GIVEN_MUSIC)  # pause-rich: 90
+    assert odds[0] < odds[1] < odds[2]
+
+
+def test_pause_fraction_tells_speech_like_gaps_from_sustained_sound():
+    from model.speech import pause_fraction
+    from model.spectrogram import LogMel
+
+    rate, rng = 16000, np.random.default_rng(0)
+    t = np.arange(3 * rate) / rate
+    sustained = 0.3 * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t))
+    words = 0.3 * rng.standard_normal(len(t)) * (np.sin(2 * np.pi * 1.5 * t) > 0.3)  # bursts and gaps
+    words += 1e-4 * rng.standard_normal(len(t))  # a noise floor, 70 dB down
+    spec = LogMel(MUSICNN_SPECTROGRAM)(torch.tensor(np.stack([sustained, words]), dtype=torch.float32))
+    fractions = pause_fraction(spec[:, :, :MUSICNN_CHUNK_FRAMES])
+    assert fractions[0] == 0 and 0.3 < fractions[1] < 0.7, fractions
 
 
 def test_every_genre_has_evidence_and_every_tag_exists():
