@@ -24,8 +24,9 @@ music and runs `train.py --metadata ... --audio ...` on it as a user would:
 The dataset lives in --work (default /tmp/fma-shaped-<tracks>x<seconds>s-seed<seed>-v<version>),
 reused by later runs, with train.py's feature cache; training output goes to <work>/weights.
 Arguments after `--` go to train.py and override the CPU-friendly defaults printed at the start.
-Prints the dataset's shape and the test-split scores as markdown tables, and writes everything
-to <work>/bench.json.
+Prints the dataset's shape, the test-split scores and the wall and CPU times of each step (CPU
+time, unlike wall time, does not grow when other jobs share the machine) as markdown tables, and
+writes everything to <work>/bench.json.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from model.genres import FMA_MEDIUM_COUNTS, GENRES  # noqa: E402
 
 GENERATOR_VERSION = 1  # bump when the generated audio or metadata changes: the work folder is keyed by it
 
-# CPU-friendly training on 2 idle cores (~5 min of the default size's ~10); arguments after `--` override them.
+# Small enough for a 2-core CPU at the default size; arguments after `--` override them.
 CPU_TRAINING = ["--members", "3", "--channels", "16,32,64", "--n-mels", "64", "--epochs", "12",
                 "--patience", "4"]
 
