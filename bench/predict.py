@@ -17,6 +17,7 @@ peak RSS <= 2 GB for 3,000 clips.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -100,6 +101,7 @@ def main() -> None:
     parser.add_argument("--payload", type=Path, default=Path("/tmp/fma-bench-payload"),
                         help="cached generated clips (default /tmp/fma-bench-payload)")
     parser.add_argument("--skip-decode-only", action="store_true", help="only the end-to-end pass (memory runs)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
     import torch
@@ -168,6 +170,16 @@ def main() -> None:
         print(f"| GPU memory allocated, peak (end to end) | {gpu_peak / 2**30:.2f} GiB |")
     if warning:
         print(warning)
+    if args.json:
+        figures = {"machine": platform.machine(), "cores": len(os.sched_getaffinity(0)), "gpu": gpu,
+                   "torch": torch.__version__, "device": str(device), "clips": len(paths), "ensemble": described,
+                   "parameters": params, "workers": args.workers, "batch_size": args.batch_size,
+                   "failures": failures, "decode_clips_per_s": decode_rate, "end_to_end_clips_per_s": end_to_end_rate,
+                   "end_to_end_over_decode": end_to_end_rate / decode_rate if decode_rate else None,
+                   "peak_rss_gib": memory.peak / 2**30,
+                   "batch_tensor_mib": batch_bytes / 2**20 if batch_bytes is not None else None,
+                   "gpu_peak_gib": gpu_peak / 2**30 if gpu_peak is not None else None}
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ and projects the wall time of the README's training command on FMA-medium (25,00
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +79,7 @@ def main() -> None:
     parser.add_argument("--payload", type=Path, default=Path("/tmp/fma-bench-payload"))
     parser.add_argument("--backbone", default="none", choices=["none", "musicnn"], help="measure a transfer head instead")
     parser.add_argument("--fine-tune", action="store_true", help="with --backbone musicnn: train the taggers too")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
     import torch
@@ -117,6 +120,8 @@ def main() -> None:
         ok = cache.ok()
         rng = np.random.default_rng(0)
         n_train = args.train_clips or len(ok)
+        # an epoch is exactly n_train crops, not train.py's floor of 32 steps
+        member = replace(member, min_epoch_steps=1, batch_norm_crops=min(member.batch_norm_crops, n_train))
         train_rows = ok.iloc[rng.integers(0, len(ok), n_train)]
         valid_rows = ok.iloc[: min(64, len(ok))]
 
@@ -176,6 +181,20 @@ def main() -> None:
     print(f"| host peak RSS (memory-mapped cache pages included) | {peak_rss:.2f} GiB |")
     print(f"| projected: cache + {args.members} members x {args.epochs} epochs on FMA-medium | "
           f"{projected / 60:.0f} min (no early stopping) |")
+    if args.json:
+        figures = {"machine": platform.machine(), "cores": len(os.sched_getaffinity(0)), "gpu": gpu_name,
+                   "torch": torch.__version__, "device": str(device), "clips": len(paths), "member": described,
+                   "batch_size": args.batch_size, "features_on_device": store.on_device,
+                   "decode_clips_per_s": decode_rate, "cache_clips_per_s": cache_rate,
+                   "cache_over_decode": cache_rate / decode_rate, "cache_mb_per_clip": gigabytes_per_clip * 1e3,
+                   "training_crops_per_s": crops_per_second, "validation_clips_per_s": 1 / valid_seconds_per_clip,
+                   "gflop_per_training_crop": flops_per_crop / 1e9,
+                   "step_tensor_mib": step_bytes / 2**20 if step_bytes is not None else None,
+                   "gpu_peak_gib": gpu_peak / 2**30 if gpu_peak is not None else None,
+                   "gpu_utilisation_percent": gpu.mean, "host_peak_rss_gib": peak_rss,
+                   "projected_fma_medium_min": projected / 60, "projected_members": args.members,
+                   "projected_epochs": args.epochs}
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
 
 
 def training_step_bytes(member, n_mels: int, chunk: int, device) -> int | None:
