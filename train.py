@@ -36,8 +36,10 @@ def parse_args(argv: list[str] | None):
     out = parser.add_argument_group("outputs")
     out.add_argument("--out", default=str(HERE / "weights"), help="ensemble folder to write (default weights/)")
     out.add_argument("--cache", default=str(HERE / "cache"), help="feature cache root (default cache/)")
-    out.add_argument("--run-dir", default=str(HERE / "runs" / "latest"), help="per-epoch checkpoints (default runs/latest)")
-    out.add_argument("--resume", action="store_true", help="continue the interrupted run in --run-dir")
+    out.add_argument("--run-dir", default=None,
+                     help="per-epoch checkpoints (default: a new runs/<date>-<time>/ for each run)")
+    out.add_argument("--resume", action="store_true",
+                     help="continue the interrupted run in --run-dir (default: the newest run in runs/)")
     model = parser.add_argument_group("model and training")
     model.add_argument("--members", type=non_negative_int, default=3, help="CNN members trained from scratch (default 3)")
     model.add_argument("--epochs", type=positive_int, default=40,
@@ -115,10 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(tracks)} labelled tracks with audio: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in fma.SPLITS),
           file=sys.stderr)
 
-    run_dir = Path(args.run_dir)
-    if run_dir.exists() and any(run_dir.glob("*.ckpt")) and not args.resume:
-        die(prog, f"{run_dir} holds checkpoints of an earlier run: pass --resume to continue it, "
-                  "or choose another --run-dir", 2)
+    try:
+        run_dir = choose_run_dir(args.run_dir, args.resume, HERE / "runs")
+    except ValueError as error:
+        die(prog, str(error), 2)
+    print(f"checkpoints: {run_dir}" + (" (resuming)" if args.resume else ""), file=sys.stderr)
     try:
         device, warning = choose_device(args.device)
     except DeviceError as error:
@@ -253,6 +256,29 @@ def main(argv: list[str] | None = None) -> int:
           f"in {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr)
     return 0
 
+
+
+def choose_run_dir(run_dir: str | None, resume: bool, root: Path) -> Path:
+    """Where this run's checkpoints go. Given: that folder, refused if it holds another run's
+    checkpoints and this is no --resume. Not given: a fresh root/<date>-<time>/, or with --resume
+    the newest folder in root that holds checkpoints. Raises ValueError with the message."""
+    if run_dir is not None:
+        path = Path(run_dir)
+        if path.exists() and any(path.glob("*.ckpt")) and not resume:
+            raise ValueError(f"{path} holds checkpoints of an earlier run: pass --resume to continue it, "
+                             "or choose another --run-dir")
+        return path
+    if resume:
+        runs = sorted((d for d in root.glob("*") if d.is_dir() and any(d.glob("*.ckpt"))), key=lambda d: d.name)
+        if not runs:
+            raise ValueError(f"--resume: no run with checkpoints in {root}; name it with --run-dir")
+        return runs[-1]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = root / stamp, 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{n}"
+    return path
 
 if __name__ == "__main__":
     try:

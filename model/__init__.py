@@ -12,6 +12,8 @@ One module per idea, shared by `predict.py` and `train.py`:
 - `speech`       the pause cue that tells speech from music, which the taggers cannot
 - `ensemble`     the ensemble on disk (manifest + state dicts) and in memory
 - `inference`    files -> decode workers -> ensemble batches -> one prediction per file
+- `segments`     a clip's genres over time, segment by segment
+- `genre_model`  `GenreModel`: the Python API predict.py itself runs on
 - `journal`      finished predictions on disk, so an interrupted run resumes
 - `device`       picking a device that can actually run kernels
 - `submission`   the grader's contract: which files get rows, the CSV, its validator
@@ -23,5 +25,17 @@ One module per idea, shared by `predict.py` and `train.py`:
 - `handcrafted`, `baseline`  the FMA paper's 518 features and the scikit-learn baseline
 - `atomic`, `cli`  atomic file writes; argparse helpers shared by the scripts
 
-Importing the package itself imports nothing heavy, so decode workers start fast.
+Importing the package itself imports nothing heavy, so decode workers start fast:
+`from model import GenreModel` loads torch only when asked for.
 """
+
+
+def __getattr__(name: str):
+    if name in ("GenreModel", "UnusableAudio"):
+        from . import genre_model
+
+        return getattr(genre_model, name)
+    raise AttributeError(f"module 'model' has no attribute {name!r}")
+
+
+__all__ = ["GenreModel", "UnusableAudio"]

@@ -98,9 +98,15 @@ def decode(path: str | os.PathLike, sample_rate: int, max_seconds: float = MAX_S
 
     if len(audio) == 0:
         raise DecodeError(path, "no decodable audio frames")
+    return Decoded(resample(audio, native_rate, sample_rate), sample_rate, decoder)
+
+
+def resample(audio: np.ndarray, native_rate: int, sample_rate: int) -> np.ndarray:
+    """Mono audio -> contiguous float32 at `sample_rate` (soxr HQ): the one resampler for files
+    and for waveforms handed to the Python API."""
     if native_rate != sample_rate:
         audio = soxr.resample(audio, native_rate, sample_rate, quality="HQ")
-    return Decoded(np.ascontiguousarray(audio, dtype=np.float32), sample_rate, decoder)
+    return np.ascontiguousarray(audio, dtype=np.float32)
 
 
 def unusable_reason(decoded: Decoded) -> str | None:

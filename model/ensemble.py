@@ -306,8 +306,17 @@ class Ensemble(nn.Module):
     def forward(self, waveforms: torch.Tensor, lengths: list[int]) -> torch.Tensor:
         """waveforms: (clips, samples) zero-padded; lengths: valid samples per clip.
         Returns calibrated log-probabilities (clips, classes)."""
-        clips = len(lengths)
-        specs = {key: logmel(waveforms) for key, logmel in self.logmels.items()}  # once per config
+        specs = self.spectrograms(waveforms)
+        frames = {key: [config.frames(n) for n in lengths] for config, key in self.config_keys.items()}
+        return combine(self.member_log_probs(specs, frames, len(lengths)), self.manifest.temperature)
+
+    def spectrograms(self, waveforms: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(clips, samples) -> each spectrogram config's log-mel (clips, mels, frames), once per config."""
+        return {key: logmel(waveforms) for key, logmel in self.logmels.items()}
+
+    def member_log_probs(self, specs: dict[str, torch.Tensor], frames: dict[str, list[int]], clips: int) -> torch.Tensor:
+        """Each member's log-probabilities (members, clips, classes) for clips given as log-mels
+        (`spectrograms`' output, or stretches of it: model/segments.py) with their valid frames."""
         chunk_cache: dict[tuple[str, int, int | None], tuple[torch.Tensor, torch.Tensor]] = {}
         backbone_cache: dict[tuple, tuple[torch.Tensor, ...]] = {}  # shared frozen taggers' outputs
         member_log_probs = []
@@ -318,8 +327,7 @@ class Ensemble(nn.Module):
             config = member.spectrogram
             chunk_key = (self.config_keys[config], config.seconds_to_frames(member.chunk_seconds), member.max_chunks)
             if chunk_key not in chunk_cache:
-                frames = [config.frames(n) for n in lengths]
-                chunk_cache[chunk_key] = make_chunks(specs[chunk_key[0]], frames, *chunk_key[1:])
+                chunk_cache[chunk_key] = make_chunks(specs[chunk_key[0]], frames[chunk_key[0]], *chunk_key[1:])
             chunks, owner = chunk_cache[chunk_key]
             network, backbone_key = self.networks[member.name], self.backbone_keys.get(member.name)
             if backbone_key is None:
@@ -333,7 +341,7 @@ class Ensemble(nn.Module):
             if member.kind == "zero_shot":  # log evidence + log prior (see the module docstring)
                 logits = logits + self.log_prior
             member_log_probs.append(torch.log_softmax(logits, dim=1))
-        return combine(torch.stack(member_log_probs), self.manifest.temperature)
+        return torch.stack(member_log_probs)
 
     def fallback_probabilities(self) -> np.ndarray:
         """The row for a clip without usable audio: the training class prior, floored."""

@@ -9,7 +9,8 @@ gets the ensemble's prediction when it has usable audio, otherwise the training 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 from .audio import Decoded, DecodeError, decode_many, unusable_reason
 from .calibration import floor_probabilities
 from .ensemble import Ensemble
+from .segments import segment_probabilities
 
 @dataclass(frozen=True)
 class Prediction:
@@ -28,34 +30,54 @@ class Prediction:
     seconds: float  # decoded duration (0 when nothing decoded)
     decoder: str | None  # which decoder produced the audio
     reason: str | None  # why the prior was used, for fallbacks
+    segments: np.ndarray | None = None  # (segments, 2 + classes): start s, end s, probabilities; if asked
 
 
 def classify_files(
-    ensemble: Ensemble, paths: Sequence[str | os.PathLike], workers: int, batch_size: int
+    ensemble: Ensemble, paths: Sequence[str | os.PathLike], workers: int, batch_size: int,
+    segments: bool = False, hop_seconds: float | None = None,
 ) -> Iterator[Prediction]:
-    """Yield one `Prediction` per path. Fallbacks are yielded at once, so they may come before
-    earlier files still waiting in a batch."""
-    fallback = ensemble.fallback_probabilities()
-    batch: list[tuple[Path, Decoded]] = []
+    """Yield one `Prediction` per path, decoding in `workers` processes. Fallbacks are yielded at
+    once, so they may come before earlier files still waiting in a batch. With `segments`, each
+    prediction also carries its segment rows (model/segments.py, every `hop_seconds`)."""
     # prefetch 2 batches' worth per worker at most: bounded memory, workers never starve.
     prefetch = max(2, -(-2 * batch_size // max(workers, 1)))
-    for path, result in decode_many(paths, ensemble.manifest.sample_rate, workers, prefetch=prefetch):
+    decoded = decode_many(paths, ensemble.manifest.sample_rate, workers, prefetch=prefetch)
+    yield from classify_decoded(ensemble, decoded, batch_size, segments, hop_seconds)
+
+
+def classify_decoded(
+    ensemble: Ensemble, outcomes: Iterable[tuple[Path, Decoded | DecodeError]], batch_size: int,
+    segments: bool = False, hop_seconds: float | None = None,
+) -> Iterator[Prediction]:
+    """`classify_files` after decoding: (path, decode outcome) pairs -> one `Prediction` each."""
+    batch: list[tuple[Path, Decoded]] = []
+    for path, result in outcomes:
         if isinstance(result, DecodeError):
-            yield Prediction(path, fallback, "fallback", 0.0, None, result.reason)
+            yield _fallback(ensemble, path, None, result.reason, segments)
             continue
         reason = unusable_reason(result)
         if reason:
-            yield Prediction(path, fallback, "fallback", result.seconds, result.decoder, reason)
+            yield _fallback(ensemble, path, result, reason, segments)
             continue
         batch.append((path, result))
         if len(batch) == batch_size:
-            yield from _classify_batch(ensemble, batch)
+            yield from _classify_batch(ensemble, batch, segments, hop_seconds)
             batch = []
     if batch:
-        yield from _classify_batch(ensemble, batch)
+        yield from _classify_batch(ensemble, batch, segments, hop_seconds)
 
 
-def _classify_batch(ensemble: Ensemble, batch: list[tuple[Path, Decoded]]) -> Iterator[Prediction]:
+def _fallback(ensemble: Ensemble, path: Path, decoded: Decoded | None, reason: str, segments: bool) -> Prediction:
+    """The prior's row, and with `segments` one segment of it spanning what was decoded."""
+    prior = ensemble.fallback_probabilities()
+    seconds = decoded.seconds if decoded else 0.0
+    rows = np.concatenate([[0.0, seconds], prior])[None] if segments else None
+    return Prediction(path, prior, "fallback", seconds, decoded.decoder if decoded else None, reason, rows)
+
+
+def _classify_batch(ensemble: Ensemble, batch: list[tuple[Path, Decoded]], segments: bool = False,
+                    hop_seconds: float | None = None) -> Iterator[Prediction]:
     """Score a batch in groups of similar length: clips are zero-padded to the longest in their
     group, so one long file must not inflate the whole batch. A group that fails (out of memory,
     say) is retried clip by clip; a clip that fails alone, or whose output is not finite, gets
@@ -73,14 +95,30 @@ def _classify_batch(ensemble: Ensemble, batch: list[tuple[Path, Decoded]]) -> It
                 except RuntimeError as error:
                     _release_device_memory(ensemble.device)
                     rows[i] = f"the model failed on this clip: {str(error).splitlines()[0][:200]}"
-    fallback = ensemble.fallback_probabilities()
     for i, (path, decoded) in enumerate(batch):
         row = rows[i]
         if isinstance(row, np.ndarray) and np.isfinite(row).all():
-            yield Prediction(path, row, "ok", decoded.seconds, decoded.decoder, None)
+            segment_rows = _segment_rows(ensemble, path, decoded, row, hop_seconds) if segments else None
+            yield Prediction(path, row, "ok", decoded.seconds, decoded.decoder, None, segment_rows)
         else:
             reason = row if isinstance(row, str) else "the model's output was not finite"
-            yield Prediction(path, fallback, "fallback", decoded.seconds, decoded.decoder, reason)
+            yield _fallback(ensemble, path, decoded, reason, segments)
+
+
+def _segment_rows(ensemble: Ensemble, path: Path, decoded: Decoded, clip_row: np.ndarray,
+                  hop_seconds: float | None) -> np.ndarray:
+    """(segments, 2 + classes); if scoring the segments fails (out of memory on a long clip, say),
+    one segment spanning the clip with the clip's row, and a warning."""
+    try:
+        starts, ends, probabilities = segment_probabilities(ensemble, decoded.audio, hop_seconds)
+        if np.isfinite(probabilities).all():
+            return np.column_stack([starts, ends, probabilities])
+        problem = "not finite"
+    except RuntimeError as error:
+        _release_device_memory(ensemble.device)
+        problem = str(error).splitlines()[0][:200]
+    warnings.warn(f"{path}: segment scores failed ({problem}); its one segment is the clip's row")
+    return np.concatenate([[0.0, decoded.seconds], clip_row])[None]
 
 
 # A forward pass holds at most batch size x this much audio, or one clip if that is longer (up to

@@ -5,6 +5,7 @@ on a copy of the repository broken on purpose.
 """
 
 import ast
+import json
 import importlib.metadata
 import io
 import os
@@ -144,6 +145,41 @@ def missing_requirements(repo: Path) -> list[str]:
     return sorted(missing)
 
 
+def notebook_imports_missing(repo: Path) -> list[str]:
+    """Modules index.ipynb imports that neither requirements.txt nor repo2docker's base environment
+    (its conda lock for Python 3.11: Jupyter, IPython, ipywidgets) provides."""
+    import json
+
+    import repo2docker
+
+    lock = Path(repo2docker.__file__).parent / "buildpacks" / "conda" / "environment.py-3.11-linux-64.lock"
+    base = {re.sub(r"-[^-]+-[^-]+$", "", line.rsplit("/", 1)[-1].split(".conda")[0].split(".tar.bz2")[0])
+            for line in lock.read_text().splitlines() if line.startswith("http")}
+    pinned = {re.split(r"[=<>\[; ]", line)[0].lower().replace("_", "-")
+              for line in (repo / "requirements.txt").read_text().splitlines() if line.strip() and not line.startswith("#")}
+    providers = importlib.metadata.packages_distributions()
+    cells = json.loads((repo / "index.ipynb").read_text())["cells"]
+    missing = set()
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        for node in ast.walk(ast.parse("".join(cell["source"]))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "model":
+                    continue
+                dists = {d.lower().replace("_", "-") for d in providers.get(top, [top])}
+                if not dists & (pinned | base):
+                    missing.add(top)
+    return sorted(missing)
+
+
+def test_the_notebook_imports_only_what_the_image_has():
+    assert notebook_imports_missing(REPO) == []
+
+
 def test_repo2docker_builds_the_image_the_grader_needs():
     assert image_problems(REPO) == []
 
@@ -204,3 +240,12 @@ def test_grader_run_emulation_of_the_committed_tree():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "emulation passed" in result.stdout
     assert "no network attempted" in result.stdout
+
+
+def test_a_notebook_import_the_image_lacks_is_caught(tmp_path):
+    (tmp_path / "requirements.txt").write_text((REPO / "requirements.txt").read_text())
+    notebook = json.loads((REPO / "index.ipynb").read_text())
+    notebook["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                              "source": ["import seaborn\n", "from IPython.display import Audio"]})
+    (tmp_path / "index.ipynb").write_text(json.dumps(notebook))
+    assert notebook_imports_missing(tmp_path) == ["seaborn"]

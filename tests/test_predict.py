@@ -231,3 +231,68 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(clips, tiny_weights, tmp
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert len(read_csv(out)[1]) == 40
+
+
+def test_files_mode_prints_each_files_top_genres_and_writes_no_csv(payload, tiny_weights, tmp_path):
+    files = [next(payload.glob("silent*")), next(payload.glob("track one*")), next(payload.glob("cover art*"))]
+    command = [sys.executable, str(REPO / "predict.py"), *map(str, files), "--top-k", "2",
+               "--weights", str(tiny_weights), "--device", "cpu"]
+    env = os.environ | {"OUTPUT_PATH": str(tmp_path / "grader.csv")}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "grader.csv").exists()  # $OUTPUT_PATH is the grader's: a FILE run writes no CSV
+    explicit = subprocess.run([*command, "--out", str(tmp_path / "mine.csv")], capture_output=True, text=True)
+    assert explicit.returncode == 0 and explicit.stdout == result.stdout
+    _, rows = read_csv(tmp_path / "mine.csv")
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split() == ["file", "1st", "2nd"] and len(lines) == 1 + len(files)
+    for path, line in zip(files, lines[1:]):
+        assert line.startswith(path.name)
+        row = rows[path.stem]
+        top = np.argsort(-row)[:2]
+        cells = [f"{HEADER[1 + c]} {row[c]:.2f}" for c in top]
+        assert line.index(cells[0]) < line.index(cells[1])
+    assert "(class prior: silent" in lines[1] and "(class prior" not in lines[2] + lines[3]
+
+
+def test_segments_csv_has_rows_for_every_input(payload, tiny_weights, tmp_path):
+    out, segments = tmp_path / "out.csv", tmp_path / "segments.csv"
+    result = subprocess.run([sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--out", str(out),
+                             "--segments", str(segments), "--hop", "1.0", "--weights", str(tiny_weights),
+                             "--device", "cpu"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    _, clip_rows = read_csv(out)
+    with open(segments, newline="", encoding="utf-8") as f:
+        table = list(csv.reader(f))
+    assert table[0] == ["file_id", "start", "end", *HEADER[1:]]
+    by_file: dict[str, list[list[float]]] = {}
+    for row in table[1:]:
+        by_file.setdefault(row[0], []).append([float(v) for v in row[1:]])
+    assert set(by_file) == set(clip_rows)  # every input, the fallbacks too
+    for name, rows in by_file.items():
+        rows = np.array(rows)
+        assert np.all(rows[:, 0] < rows[:, 1]) or name in EXPECTED_FALLBACKS
+        assert np.allclose(rows[:, 2:].sum(axis=1), 1, atol=1e-5)
+        if name in EXPECTED_FALLBACKS:
+            assert len(rows) == 1 and np.allclose(rows[0, 2:], clip_rows[name], atol=1e-6)
+        else:
+            assert np.all(np.diff(rows[:, 0]) > 0) and rows[0, 0] == 0
+    assert len(by_file[NAMES["cbr30"]]) >= 28  # 30 s at a 1-s hop
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["examples/beat.mp3", "--payload", "examples"], "give FILEs or --payload, not both"),
+        (["/no/such/file.mp3"], "/no/such/file.mp3: no such file"),
+        (["examples/beat.mp3", "--top-k", "17"], "there are 16 genres"),
+        (["--payload", "examples", "--segments", "s.csv", "--resume"], "--segments cannot be resumed"),
+        (["examples/beat.mp3", "--segments", "s.csv", "--hop", "0"], "expected a positive number"),
+    ],
+)
+def test_files_and_segments_arguments_get_one_line(tmp_path, arguments, message):
+    result = subprocess.run([sys.executable, str(REPO / "predict.py"), *arguments], capture_output=True, text=True,
+                            cwd=REPO)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    assert not (REPO / "s.csv").exists()

@@ -378,3 +378,22 @@ def test_split_payload_links_one_split_flat(dataset, tmp_path):
     (out / "mine.mp3").write_bytes(b"")
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode == 2 and "holds mp3 files of its own" in again.stderr
+
+
+def test_default_run_folders_never_collide_and_resume_takes_the_newest(tmp_path):
+    from train import choose_run_dir
+
+    root = tmp_path / "runs"
+    first = choose_run_dir(None, False, root)
+    first.mkdir(parents=True)
+    (first / "cnn0.ckpt").write_bytes(b"x")
+    second = choose_run_dir(None, False, root)
+    assert second != first and second.parent == root
+    second.mkdir()
+    (second / "cnn0.ckpt").write_bytes(b"x")
+    assert choose_run_dir(None, True, root) == max(first, second, key=lambda p: p.name)
+    with pytest.raises(ValueError, match="holds checkpoints of an earlier run"):
+        choose_run_dir(str(first), False, root)
+    assert choose_run_dir(str(first), True, root) == first
+    with pytest.raises(ValueError, match="no run with checkpoints"):
+        choose_run_dir(None, True, tmp_path / "empty")

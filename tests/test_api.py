@@ -1,0 +1,178 @@
+"""The Python API (model.GenreModel) is predict.py's own pipeline: same rows for the same audio,
+whatever form the audio comes in; segments that add up to the clip where the chunking allows."""
+
+from __future__ import annotations
+
+import doctest
+import io
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from conftest import REPO, random_state_dicts, signal, write_mp3
+
+from model import GenreModel, UnusableAudio
+from model.calibration import PROBABILITY_FLOOR
+from model.genres import GENRES
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory) -> Path:
+    """Stereo mp3s at 22.05 and 48 kHz, one VBR, and a silent one, in one payload folder."""
+    folder = tmp_path_factory.mktemp("api-payload")
+    write_mp3(folder / "low.mp3", signal(6.0, 22050, freq=330.0, seed=1), 22050)
+    write_mp3(folder / "high.mp3", signal(7.5, 48000, freq=880.0, seed=2), 48000, vbr=True)
+    write_mp3(folder / "quiet.mp3", np.zeros((48000, 2), np.float32), 48000)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cnn_weights(tmp_path_factory) -> Path:
+    from conftest import tiny_ensemble_manifest
+    from model.ensemble import save_ensemble
+
+    folder = tmp_path_factory.mktemp("api-weights") / "weights"
+    manifest = tiny_ensemble_manifest()
+    save_ensemble(folder, manifest, random_state_dicts(manifest))
+    return folder
+
+
+def predict_py_rows(payload: Path, weights: Path, out: Path) -> pd.DataFrame:
+    subprocess.run([sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--out", str(out),
+                    "--weights", str(weights)], check=True, capture_output=True)
+    return pd.read_csv(out, index_col="file_id")
+
+
+@pytest.mark.parametrize("which", ["cnn", "zero_shot"])
+def test_every_input_form_gives_predict_py_row(songs, cnn_weights, zero_shot_weights, tmp_path, which):
+    weights = cnn_weights if which == "cnn" else zero_shot_weights
+    expected = predict_py_rows(songs, weights, tmp_path / "out.csv")
+    model = GenreModel.load(weights, device="cpu")
+    for name in ("low", "high"):
+        path = songs / f"{name}.mp3"
+        want = expected.loc[name].to_numpy()
+        stereo, rate = sf.read(path, dtype="float32")  # (samples, channels), the file's own rate
+        assert rate == (22050 if name == "low" else 48000)
+        rows = {
+            "path": model.predict(path), "str path": model.predict(str(path)),
+            "bytes": model.predict(path.read_bytes()), "file object": model.predict(open(path, "rb")),
+            "BytesIO": model.predict(io.BytesIO(path.read_bytes())),
+            "channels last": model.predict(stereo, sample_rate=rate),
+            "channels first": model.predict(stereo.T.copy(), sample_rate=rate),
+            "mono": model.predict(stereo.mean(axis=1), sample_rate=rate),
+        }
+        for form, row in rows.items():
+            assert list(row.index) == list(GENRES), form
+            assert abs(row.sum() - 1) < 1e-9, form
+            np.testing.assert_allclose(row.to_numpy(), want, atol=2e-6, err_msg=f"{name}: {form}")
+        assert rows["path"].name == name and rows["bytes"].name is None
+
+
+def test_predict_many_is_predict_py(songs, cnn_weights, tmp_path):
+    expected = predict_py_rows(songs, cnn_weights, tmp_path / "out.csv")
+    model = GenreModel.load(cnn_weights, device="cpu")
+    paths = sorted(songs.glob("*.mp3"), reverse=True)  # input order is kept, whatever it is
+    with pytest.warns(UserWarning, match="1 of 3 files got the class prior"):
+        table = model.predict_many(paths, workers=2, progress=False)
+    assert list(table.index) == ["quiet", "low", "high"] and list(table.columns) == list(GENRES)
+    np.testing.assert_allclose(table.to_numpy(), expected.loc[table.index].to_numpy(), atol=2e-8)
+    assert table.attrs["fallbacks"] == {"quiet": "silent (digital silence)"}
+
+
+def test_unusable_audio_gives_the_prior_with_a_warning_or_raises_when_strict(songs, cnn_weights):
+    model = GenreModel.load(cnn_weights, device="cpu")
+    prior = model.ensemble.fallback_probabilities()
+    with pytest.warns(UserWarning, match="quiet: silent"):
+        row = model.predict(songs / "quiet.mp3")
+    np.testing.assert_allclose(row.to_numpy(), prior)
+    with pytest.raises(UnusableAudio, match="quiet: silent"):
+        model.predict(songs / "quiet.mp3", strict=True)
+    with pytest.raises(UnusableAudio, match="no decodable audio|not an audio file"):
+        model.predict(b"not an mp3 at all" * 100, strict=True)
+    with pytest.raises(UnusableAudio, match="too short"):
+        model.predict(np.ones(100, np.float32) * 0.1, sample_rate=16000, strict=True)
+
+
+def test_bad_waveform_arguments_are_refused_in_one_line(cnn_weights):
+    model = GenreModel.load(cnn_weights, device="cpu")
+    with pytest.raises(ValueError, match="needs its sample_rate"):
+        model.predict(np.zeros(16000, np.float32))
+    with pytest.raises(ValueError, match="1-D or 2-D"):
+        model.predict(np.zeros((2, 2, 100), np.float32), sample_rate=16000)
+    with pytest.raises(ValueError, match="sample_rate is for waveforms"):
+        model.predict("examples/beat.mp3", sample_rate=16000)
+    with pytest.raises(TypeError, match="binary mode"):
+        model.predict(io.StringIO("text"))
+
+
+def test_integer_waveforms_are_scaled(cnn_weights):
+    model = GenreModel.load(cnn_weights, device="cpu")
+    audio = signal(3.0, 16000, channels=1, seed=3)[:, 0]
+    as_int16 = np.round(audio * 32768).astype(np.int16)
+    np.testing.assert_allclose(model.predict(as_int16, sample_rate=16000).to_numpy(),
+                               model.predict(as_int16 / 32768, sample_rate=16000).to_numpy(), atol=1e-6)
+
+
+def unfloored(probabilities: np.ndarray) -> np.ndarray:
+    return (probabilities - PROBABILITY_FLOOR) / (1 - probabilities.shape[-1] * PROBABILITY_FLOOR)
+
+
+def test_segments_combine_to_the_clip_row_when_every_member_chunks_like_the_segments(tmp_path):
+    """Two CNNs with 1-s chunks, a temperature, a clip exactly 4 chunks long: the clip's row is the
+    renormalised geometric mean of its 4 segment rows (model/segments.py says why)."""
+    from model.ensemble import Manifest, MemberSpec, save_ensemble
+    from model.genres import fma_medium_prior
+    from model.spectrogram import SpectrogramConfig
+
+    config = SpectrogramConfig(n_mels=32)
+    cnn = dict(kind="cnn", architecture="short_chunk_resnet", hparams={"channels": [4, 8], "dropout": 0.1},
+               spectrogram=config, chunk_seconds=1.0)
+    manifest = Manifest(GENRES, 16000, 0.7, tuple(fma_medium_prior()),
+                        (MemberSpec(name="a", **cnn), MemberSpec(name="b", **cnn)), "segments test")
+    save_ensemble(tmp_path / "w", manifest, random_state_dicts(manifest, seed=5))
+    model = GenreModel.load(tmp_path / "w", device="cpu")
+    chunk = config.seconds_to_frames(1.0)
+    samples = (4 * chunk - 1) * config.hop_length  # exactly 4 chunks of frames
+    audio = signal(samples / 16000, 16000, channels=1, freq=500.0, seed=4)[:, 0]
+    audio[: samples // 2] *= np.linspace(0, 3, samples // 2, dtype=np.float32)  # a clip that changes
+    timeline = model.segments(audio, sample_rate=16000)
+    assert len(timeline) == 4
+    np.testing.assert_allclose(timeline["start"], np.arange(4) * chunk * config.hop_length / 16000)
+    segments = unfloored(timeline[list(GENRES)].to_numpy())
+    assert np.ptp(segments, axis=0).max() > 1e-3  # the segments do differ
+    geometric = np.exp(np.log(segments).mean(axis=0))
+    clip = unfloored(model.predict(audio, sample_rate=16000).to_numpy())
+    np.testing.assert_allclose(geometric / geometric.sum(), clip, rtol=1e-5, atol=1e-7)
+
+
+def test_segments_of_the_shipped_kind_cover_the_clip(zero_shot_weights, songs):
+    model = GenreModel.load(zero_shot_weights, device="cpu")
+    timeline = model.segments(songs / "high.mp3")
+    assert list(timeline.columns) == ["start", "end", *GENRES]
+    window = max(m.chunk_seconds for m in model.ensemble.manifest.members if m.kind != "prior")
+    assert timeline["start"].iloc[0] == 0 and abs(timeline["end"].iloc[-1] - 7.5) < 0.05
+    assert (timeline["end"] - timeline["start"]).max() <= window + 1e-9
+    assert timeline["start"].is_monotonic_increasing
+    np.testing.assert_allclose(timeline[list(GENRES)].sum(axis=1), 1, atol=1e-9)
+    dense = model.segments(songs / "high.mp3", hop_seconds=0.5)
+    assert len(dense) > 2 * len(timeline)
+    with pytest.warns(UserWarning, match="silent"):
+        quiet = model.segments(songs / "quiet.mp3")
+    assert len(quiet) == 1 and quiet["end"].iloc[0] == pytest.approx(1.0, abs=0.05)
+
+
+def test_docstring_examples_run(zero_shot_weights, monkeypatch):
+    import model.genre_model
+
+    monkeypatch.chdir(REPO)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = GenreModel.load(zero_shot_weights, device="cpu")
+    result = doctest.testmod(model.genre_model, extraglobs={"model": loaded, "Path": Path}, verbose=False)
+    assert result.attempted >= 6 and result.failed == 0
