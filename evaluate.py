@@ -30,11 +30,17 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("predictions", help="submission CSV (file_id + 16 genre columns)")
     parser.add_argument("--payload", help="folder of mp3s: the CSV must have exactly one row per mp3")
     parser.add_argument("--labels", help="FMA tracks.csv, crowdAI train_labels.csv, or a file_id,genre CSV")
-    parser.add_argument("--split", default="test", choices=["training", "validation", "test"],
-                        help="with tracks.csv: the split to score against (default test)")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=["training", "validation", "test"],
+        help="with tracks.csv: the split to score against (default test)",
+    )
     parser.add_argument("--subset", default="medium", choices=["small", "medium", "large"])
     parser.add_argument("--report", help="JSON report (default: beside the CSV, <name>.report.json)")
-    parser.add_argument("--confusion", help="confusion-matrix PNG (default: beside the CSV, <name>.confusion.png)")
+    parser.add_argument(
+        "--confusion", help="confusion-matrix PNG (default: beside the CSV, <name>.confusion.png)"
+    )
     return parser.parse_args(argv)
 
 
@@ -88,16 +94,25 @@ def main(argv: list[str] | None = None) -> int:
     ids = sorted(labels)
     truth = np.array([GENRES.index(labels[i]) for i in ids])
     result = scores(truth, np.stack([predictions[i] for i in ids]))
-    print(f"{len(ids)} clips | log loss {result['log_loss']:.4f} | macro F1 {result['macro_f1']:.4f} | "
-          f"accuracy {result['accuracy']:.4f} | ECE {result['ece']:.4f}")
+    print(
+        f"{len(ids)} clips | log loss {result['log_loss']:.4f} | macro F1 {result['macro_f1']:.4f} | "
+        f"accuracy {result['accuracy']:.4f} | ECE {result['ece']:.4f}"
+    )
     print("| genre | precision | recall | F1 | support |\n|---|---|---|---|---|")
     for genre, row in result["per_class"].items():
-        print(f"| {genre} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
+        print(
+            f"| {genre} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |"
+        )
     report = Path(args.report or path.with_suffix(".report.json"))
     confusion = Path(args.confusion or path.with_suffix(".confusion.png"))
-    report.write_text(json.dumps({"predictions": str(path), "labels": args.labels, **result}, indent=1) + "\n")
-    confusion_png(result["confusion"], confusion,
-                  f"{path.name}: log loss {result['log_loss']:.3f}, macro F1 {result['macro_f1']:.3f}")
+    report.write_text(
+        json.dumps({"predictions": str(path), "labels": args.labels, **result}, indent=1) + "\n"
+    )
+    confusion_png(
+        result["confusion"],
+        confusion,
+        f"{path.name}: log loss {result['log_loss']:.3f}, macro F1 {result['macro_f1']:.3f}",
+    )
     print(f"wrote {report} and {confusion}", file=sys.stderr)
     return 0
 

@@ -26,34 +26,71 @@ from pathlib import Path
 from model.cli import ArgumentParser, die, non_negative_int, positive_float, positive_int
 from model.submission import file_id, find_mp3s
 
+PROG = "predict.py"
 HERE = Path(__file__).resolve().parent
 DEFAULT_MAX_WORKERS = 5  # model.genre_model's rule, restated so --help needs no torch import
 
 
 def parse_args(argv: list[str] | None) -> object:
-    parser = ArgumentParser(prog="predict.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs="*", metavar="FILE",
-                        help="audio files to label (instead of --payload): prints each one's top genres")
-    parser.add_argument("--payload", default=None,
-                        help="folder of mp3 files (default: $TEST_DIRECTORY or /crowdai-payload)")
-    parser.add_argument("--out", default=None,
-                        help="CSV to write (default: $OUTPUT_PATH or /tmp/output.csv; with FILEs: none)")
-    parser.add_argument("--weights", default=str(HERE / "weights"),
-                        help="ensemble folder holding manifest.json (default: weights/ beside this script)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="auto: CUDA if a kernel really runs there, else CPU (default: auto)")
-    parser.add_argument("--workers", type=non_negative_int, default=None,
-                        help=f"decoding processes (default: usable cores, at most {DEFAULT_MAX_WORKERS}; 0: decode here)")
-    parser.add_argument("--batch-size", type=positive_int, default=16, help="clips per forward pass (default: 16)")
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="audio files to label (instead of --payload): prints each one's top genres",
+    )
+    parser.add_argument(
+        "--payload", default=None, help="folder of mp3 files (default: $TEST_DIRECTORY or /crowdai-payload)"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="CSV to write (default: $OUTPUT_PATH or /tmp/output.csv; with FILEs: none)",
+    )
+    parser.add_argument(
+        "--weights",
+        default=str(HERE / "weights"),
+        help="ensemble folder holding manifest.json (default: weights/ beside this script)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto: CUDA if a kernel really runs there, else CPU (default: auto)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=None,
+        help=f"decoding processes (default: usable cores, at most {DEFAULT_MAX_WORKERS}; 0: decode here)",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=16, help="clips per forward pass (default: 16)"
+    )
     parser.add_argument("--top-k", type=positive_int, default=3, help="genres shown per FILE (default: 3)")
-    parser.add_argument("--segments", default=None, metavar="CSV",
-                        help="also write per-segment rows (file_id, start, end, 16 genres) for every input")
-    parser.add_argument("--hop", type=positive_float, default=None, metavar="SECONDS",
-                        help="with --segments: seconds between segment starts (default: the segment length)")
-    parser.add_argument("--report", default=None,
-                        help="also write a JSON list with each file's status, duration, decoder and reason")
-    parser.add_argument("--resume", action="store_true",
-                        help="reuse the predictions an interrupted run journaled beside --out")
+    parser.add_argument(
+        "--segments",
+        default=None,
+        metavar="CSV",
+        help="also write per-segment rows (file_id, start, end, 16 genres) for every input",
+    )
+    parser.add_argument(
+        "--hop",
+        type=positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="with --segments: seconds between segment starts (default: the segment length)",
+    )
+    parser.add_argument(
+        "--report",
+        default=None,
+        help="also write a JSON list with each file's status, duration, decoder and reason",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the predictions an interrupted run journaled beside --out",
+    )
     args = parser.parse_args(argv)
     if args.files and args.payload:
         parser.error("give FILEs or --payload, not both")
@@ -73,132 +110,178 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Imported here, not at the top: each decode worker re-imports this script when it starts
     # (multiprocessing's spawn) and should not pay for torch.
-    import numpy as np
     import torch
-    from tqdm import tqdm
 
-    from model.atomic import write_atomic
-    from model.device import DeviceError, usable_cores
-    from model.ensemble import ManifestError
-    from model.genre_model import GenreModel, default_workers
-    from model.inference import Prediction
-    from model.journal import Journal, file_signature, journal_path, read_journal, weights_signature
-    from model.submission import write_submission
+    from model.device import usable_cores
+    from model.genre_model import default_workers
 
-    prog = "predict.py"
-    paths = list_inputs(prog, args)
+    paths = list_inputs(args)
     for target, flag in ((args.out, "--out"), (args.report, "--report"), (args.segments, "--segments")):
         if target and Path(target).is_dir():
-            die(prog, f"{flag} {target} is a folder: give a file name", 2)
+            die(PROG, f"{flag} {target} is a folder: give a file name", 2)
     workers = args.workers if args.workers is not None else default_workers()
     torch.set_num_threads(usable_cores())  # torch's default counts a quota-limited container's host cores
-
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = GenreModel.load(args.weights, args.device)
-    except (ManifestError, DeviceError) as error:
-        die(prog, str(error))
-    for warning in caught:
-        print(warning.message, file=sys.stderr)
+    model = load_model(args.weights, args.device)
     announce(model, paths, args.payload, workers)
 
     # Finished predictions are journaled beside the output, so an interrupted run can be resumed.
-    journal_file, weights = (journal_path(args.out) if args.out else None), weights_signature(args.weights)
-    reusable = read_journal(journal_file, weights) if args.resume else {}
-    if journal_file and journal_file.exists() and not args.resume:
-        print(f"note: {journal_file} is left from an interrupted run; pass --resume to reuse it. "
-              "Starting afresh.", file=sys.stderr)
-    predictions, kept = {}, []
-    for path in paths:
-        entry = reusable.get(tuple(file_signature(path)))
-        if entry and not is_transient(entry):
-            predictions[path] = Prediction(path, np.array(entry["probabilities"]), entry["status"],
-                                           entry["seconds"], entry["decoder"], entry["reason"])
-            kept.append(entry)
-    if args.resume:
-        print(f"resuming: {len(predictions)} of {len(paths)} files already predicted", file=sys.stderr)
-    try:
-        journal = Journal(journal_file, weights, kept) if journal_file else None
-    except OSError as error:
-        die(prog, f"cannot write beside --out {args.out}: {error.strerror or error}")
+    journal, predictions = open_journal(args, paths)
+    todo = [path for path in paths if path not in predictions]
     start = time.perf_counter()
-    progress = tqdm(total=len(paths), initial=len(predictions), unit="clip", file=sys.stderr, mininterval=1.0,
-                    dynamic_ncols=True)
-    interrupted = False
     try:
-        todo = [path for path in paths if path not in predictions]
-        for prediction in model.stream(todo, workers, args.batch_size, bool(args.segments), args.hop):
-            predictions[prediction.path] = prediction
-            if journal:
-                journal.add(prediction.path, prediction.probabilities, report_entry(prediction))
-            progress.update()
+        stream = model.stream(todo, workers, args.batch_size, bool(args.segments), args.hop)
+        collect(stream, predictions, journal, len(paths))
     except KeyboardInterrupt:  # ^C: the decode workers are already stopped (audio.decode_many)
-        interrupted = True
-    finally:
-        progress.close()
-        if journal:
-            journal.close()
-    if interrupted:
-        where = f"journaled in {journal_file}; run the same command with --resume to go on" if journal else "lost"
-        die(prog, f"interrupted: {len(predictions)} of {len(paths)} files are predicted and {where}", 130)
+        where = (
+            f"journaled in {journal.path}; run the same command with --resume to go on" if journal else "lost"
+        )
+        die(PROG, f"interrupted: {len(predictions)} of {len(paths)} files are predicted and {where}", 130)
     elapsed = time.perf_counter() - start
 
     ordered = [predictions[path] for path in paths]
-    if args.out:
-        probabilities = np.stack([p.probabilities for p in ordered]) if ordered else np.zeros((0, 16))
-        try:
-            write_submission(args.out, [file_id(p.path) for p in ordered], probabilities)
-        except (OSError, ValueError) as error:  # ValueError: the CSV would be invalid
-            die(prog, f"cannot write output: {error}")
-        journal_file.unlink(missing_ok=True)  # the CSV is complete: nothing left to resume
-    if args.segments:
-        try:
-            write_atomic(args.segments, segments_csv(ordered, model.genres).encode())
-        except OSError as error:
-            die(prog, f"cannot write --segments {args.segments}: {error}")
-    if args.report:
-        try:
-            write_atomic(args.report, json.dumps([report_entry(p) for p in ordered], indent=1).encode())
-        except OSError as error:  # the CSV is written: say so, but do not fail the run over the report
-            print(f"warning: cannot write --report {args.report}: {error}", file=sys.stderr)
+    write_outputs(args, ordered, model.genres)
+    if journal:
+        journal.path.unlink(missing_ok=True)  # the CSV is complete: nothing left to resume
     if args.files:
         print(top_genres_table(ordered, model.genres, args.top_k))
     summarise(ordered, len(todo), model.device, elapsed, args.out, args.segments)
     return 0
 
 
-def list_inputs(prog: str, args) -> list[Path]:
+def load_model(weights: str, device: str):
+    """GenreModel.load, its warnings as plain lines and its errors as one line."""
+    from model.device import DeviceError
+    from model.genre_model import GenreModel
+    from model.manifest import ManifestError
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = GenreModel.load(weights, device)
+    except (ManifestError, DeviceError) as error:
+        die(PROG, str(error))
+    for warning in caught:
+        print(warning.message, file=sys.stderr)
+    return model
+
+
+def open_journal(args, paths: list[Path]):
+    """(journal or None, {path: Prediction} reused from an interrupted run's journal with --resume)."""
+    import numpy as np
+
+    from model.inference import Prediction
+    from model.journal import Journal, journal_path, reusable_entries, weights_signature
+
+    if not args.out:
+        return None, {}
+    journal_file, weights = journal_path(args.out), weights_signature(args.weights)
+    reused = reusable_entries(journal_file, weights, paths) if args.resume else {}
+    if args.resume:
+        print(f"resuming: {len(reused)} of {len(paths)} files already predicted", file=sys.stderr)
+    elif journal_file.exists():
+        print(
+            f"note: {journal_file} is left from an interrupted run; pass --resume to reuse it. "
+            "Starting afresh.",
+            file=sys.stderr,
+        )
+    try:
+        journal = Journal(journal_file, weights, list(reused.values()))
+    except OSError as error:
+        die(PROG, f"cannot write beside --out {args.out}: {error.strerror or error}")
+    fields = ("status", "seconds", "decoder", "reason")
+    predictions = {
+        path: Prediction(path, np.array(entry["probabilities"]), *(entry[k] for k in fields))
+        for path, entry in reused.items()
+    }
+    return journal, predictions
+
+
+def collect(stream, predictions: dict, journal, total: int) -> None:
+    """Predictions from `stream` into `predictions` (and the journal), with a progress bar."""
+    from tqdm import tqdm
+
+    progress = tqdm(
+        total=total,
+        initial=len(predictions),
+        unit="clip",
+        file=sys.stderr,
+        mininterval=1.0,
+        dynamic_ncols=True,
+    )
+    try:
+        for prediction in stream:
+            predictions[prediction.path] = prediction
+            if journal:
+                journal.add(prediction.path, prediction.probabilities, report_entry(prediction))
+            progress.update()
+    finally:
+        progress.close()
+        if journal:
+            journal.close()
+
+
+def write_outputs(args, ordered: list, genres: list[str]) -> None:
+    """The CSV (atomically; a failure is fatal), the segments CSV, the report (a failure warns)."""
+    import numpy as np
+
+    from model.atomic import write_atomic
+    from model.submission import write_submission
+
+    if args.out:
+        probabilities = np.stack([p.probabilities for p in ordered]) if ordered else np.zeros((0, 16))
+        try:
+            write_submission(args.out, [file_id(p.path) for p in ordered], probabilities)
+        except (OSError, ValueError) as error:  # ValueError: the CSV would be invalid
+            die(PROG, f"cannot write output: {error}")
+    if args.segments:
+        try:
+            write_atomic(args.segments, segments_csv(ordered, genres).encode())
+        except OSError as error:
+            die(PROG, f"cannot write --segments {args.segments}: {error}")
+    if args.report:
+        try:
+            write_atomic(args.report, json.dumps([report_entry(p) for p in ordered], indent=1).encode())
+        except OSError as error:  # the CSV is written: say so, but do not fail the run over the report
+            print(f"warning: cannot write --report {args.report}: {error}", file=sys.stderr)
+
+
+def list_inputs(args) -> list[Path]:
     """The files to predict: the FILEs as given (each must exist), or the payload's mp3s."""
     if args.files:
         paths = [Path(f) for f in args.files]
         for path in paths:
             if not path.is_file():
-                die(prog, f"{path}: no such file", 2)
+                die(PROG, f"{path}: no such file", 2)
         return paths
     payload = Path(args.payload)
     if not payload.is_dir():
-        die(prog, f"payload folder {payload} does not exist or is not a folder", 2)
+        die(PROG, f"payload folder {payload} does not exist or is not a folder", 2)
     try:
         return drop_duplicate_ids(find_mp3s(payload))
     except OSError as error:
-        die(prog, f"cannot list payload folder {payload}: {error.strerror}")
+        die(PROG, f"cannot list payload folder {payload}: {error.strerror}")
 
 
 def announce(model, paths: list[Path], payload: str | None, workers: int) -> None:
     manifest = model.ensemble.manifest
     if manifest.prior_only:
-        print("!" * 78 + "\n!! PRIOR-ONLY MODEL: these weights do not listen to the audio; every row is the\n"
-              "!! FMA-medium class prior. Train an ensemble with train.py to recognise genre.\n" + "!" * 78,
-              file=sys.stderr)
+        print(
+            "!" * 78 + "\n!! PRIOR-ONLY MODEL: these weights do not listen to the audio; every row is the\n"
+            "!! FMA-medium class prior. Train an ensemble with train.py to recognise genre.\n" + "!" * 78,
+            file=sys.stderr,
+        )
     elif manifest.zero_shot_only:
-        print("note: zero-shot model: pretrained music taggers (musicnn) read through a fixed tag -> genre\n"
-              "      table and the FMA-medium prior, not fitted on FMA. train.py fits a better one.",
-              file=sys.stderr)
+        print(
+            "note: zero-shot model: pretrained music taggers (musicnn) read through a fixed tag -> genre\n"
+            "      table and the FMA-medium prior, not fitted on FMA. train.py fits a better one.",
+            file=sys.stderr,
+        )
     members = ", ".join(m.name for m in manifest.members)
     where = f"mp3 files in {payload}" if payload else "files"
-    print(f"{len(paths)} {where}; ensemble: {members}; device: {model.device}; "
-          f"{workers} decode workers", file=sys.stderr)
+    print(
+        f"{len(paths)} {where}; ensemble: {members}; device: {model.device}; {workers} decode workers",
+        file=sys.stderr,
+    )
 
 
 def top_genres_table(predictions: list, genres: list[str], k: int) -> str:
@@ -224,7 +307,9 @@ def segments_csv(predictions: list, genres: list[str]) -> str:
     writer.writerow(["file_id", "start", "end", *genres])
     for prediction in predictions:
         for row in prediction.segments:
-            writer.writerow([file_id(prediction.path), f"{row[0]:.3f}", f"{row[1]:.3f}", *(f"{v:.6f}" for v in row[2:])])
+            writer.writerow(
+                [file_id(prediction.path), f"{row[0]:.3f}", f"{row[1]:.3f}", *(f"{v:.6f}" for v in row[2:])]
+            )
     return text.getvalue()
 
 
@@ -235,19 +320,12 @@ def drop_duplicate_ids(paths: list[Path]) -> list[Path]:
     for path in paths:
         if file_id(path) in seen:
             first = seen[file_id(path)].name
-            print(f"note: {path.name} has the same file_id as {first}: only {first} gets a row", file=sys.stderr)
+            print(
+                f"note: {path.name} has the same file_id as {first}: only {first} gets a row", file=sys.stderr
+            )
         else:
             seen[file_id(path)] = path
     return list(seen.values())
-
-
-# Fallbacks that may not recur (a file briefly unreadable, a worker killed for memory or slowed
-# by an overloaded machine): a resumed run predicts these files again rather than reusing the prior.
-TRANSIENT_REASONS = ("cannot read the file", "decoder crashed", "decoder timed out", "the model failed")
-
-
-def is_transient(entry: dict) -> bool:
-    return entry.get("status") == "fallback" and any(r in (entry.get("reason") or "") for r in TRANSIENT_REASONS)
 
 
 def report_entry(prediction) -> dict:
@@ -257,16 +335,20 @@ def report_entry(prediction) -> dict:
         "seconds": round(prediction.seconds, 3),
         "decoder": prediction.decoder,
         "reason": prediction.reason,
+        "transient": prediction.transient,  # a resumed run predicts this file again
     }
 
 
-def summarise(predictions: list, predicted_now: int, device, elapsed: float, out: str | None,
-              segments: str | None) -> None:
+def summarise(
+    predictions: list, predicted_now: int, device, elapsed: float, out: str | None, segments: str | None
+) -> None:
     fallbacks = [p for p in predictions if p.status == "fallback"]
     rate = predicted_now / elapsed if elapsed > 0 else 0.0
     written = " and ".join(filter(None, [out, segments and f"{segments} (segments)"])) or "no CSV"
-    lines = [f"wrote {written}: {len(predictions)} rows, {len(fallbacks)} fallback(s) to the class prior; "
-             f"device {device}; {elapsed:.1f} s, {rate:.1f} clips/s"]
+    lines = [
+        f"wrote {written}: {len(predictions)} rows, {len(fallbacks)} fallback(s) to the class prior; "
+        f"device {device}; {elapsed:.1f} s, {rate:.1f} clips/s"
+    ]
     shown = 20
     lines += [f"  fallback {p.path.name}: {p.reason}" for p in fallbacks[:shown]]
     if len(fallbacks) > shown:

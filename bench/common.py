@@ -1,8 +1,8 @@
 """What both benchmarks share: the generated payload, a background sampler, a tensor-memory probe.
 
-The payload: 30-s 44.1 kHz stereo mp3s, made once and cached. 300 distinct clips (80 % CBR, 20 % VBR, random LAME compression levels) of drifting tones plus
-noise; larger payloads hard-link these under new names, since neither speed nor memory depends
-on the clips being distinct.
+The payload: 30-s 44.1 kHz stereo mp3s, made once and cached. 300 distinct clips (80 % CBR,
+20 % VBR, random LAME compression levels) of drifting tones plus noise; larger payloads hard-link
+these under new names, since neither speed nor memory depends on the clips being distinct.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
 
 def make_clip(args: tuple[Path, int]) -> None:
     path, seed = args
@@ -25,13 +26,25 @@ def make_clip(args: tuple[Path, int]) -> None:
     rate, seconds = 44100, 30
     t = np.arange(rate * seconds) / rate
     notes = rng.uniform(80, 1000, size=4)
-    music = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 2) * t))
-                for f in notes) / 6
+    music = (
+        sum(
+            np.sin(2 * np.pi * f * t + rng.uniform(0, 6))
+            * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 2) * t))
+            for f in notes
+        )
+        / 6
+    )
     audio = (music[:, None] + 0.05 * rng.standard_normal((len(t), 2))).astype(np.float32)
     vbr = seed % 5 == 0
     tmp = path.with_suffix(".tmp")
-    sf.write(tmp, audio, rate, format="MP3", bitrate_mode="VARIABLE" if vbr else "CONSTANT",
-             compression_level=float(rng.uniform(0, 0.6)))
+    sf.write(
+        tmp,
+        audio,
+        rate,
+        format="MP3",
+        bitrate_mode="VARIABLE" if vbr else "CONSTANT",
+        compression_level=float(rng.uniform(0, 0.6)),
+    )
     tmp.rename(path)
 
 
@@ -50,8 +63,6 @@ def make_payload(folder: Path, clips: int) -> list[Path]:
         if not path.exists():
             os.link(paths[i % UNIQUE_CLIPS], path)
     return paths
-
-
 
 
 class PeriodicSampler:

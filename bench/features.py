@@ -52,11 +52,18 @@ def main() -> None:
     kit_rate = (len(paths) - 1) / (done[-1] - done[0])
 
     failures = sum(not hasattr(r, "shape") for r in ours)
-    print(f"\n{len(paths)} x 30-s 44.1 kHz stereo mp3, {len(os.sched_getaffinity(0))} cores, {failures} failures")
+    print(
+        f"\n{len(paths)} x 30-s 44.1 kHz stereo mp3, {len(os.sched_getaffinity(0))} cores, {failures} failures"
+    )
     print("| pipeline | clips/s | clips/s per core |\n|---|---|---|")
-    print(f"| ours: one decode path, 22,050 Hz, {args.workers} workers | {ours_rate:.2f} | {ours_rate / max(args.workers, 1):.2f} |")
+    print(
+        f"| ours: one decode path, 22,050 Hz, {args.workers} workers | {ours_rate:.2f} | "
+        f"{ours_rate / max(args.workers, 1):.2f} |"
+    )
     print(f"| starter kit: librosa.load native rate, 1 process | {kit_rate:.2f} | {kit_rate:.2f} |")
-    print(f"| ratio ours / kit | {ours_rate / kit_rate:.1f} x | {ours_rate / max(args.workers, 1) / kit_rate:.1f} x |")
+    print(
+        f"| ratio ours / kit | {ours_rate / kit_rate:.1f} x | {ours_rate / max(args.workers, 1) / kit_rate:.1f} x |"
+    )
 
 
 if __name__ == "__main__":

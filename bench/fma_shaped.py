@@ -61,33 +61,53 @@ from model.genres import FMA_MEDIUM_COUNTS, GENRES  # noqa: E402
 GENERATOR_VERSION = 1  # bump when the generated audio or metadata changes: the work folder is keyed by it
 
 # Small enough for a 2-core CPU at the default size; arguments after `--` override them.
-CPU_TRAINING = ["--members", "3", "--channels", "16,32,64", "--n-mels", "64", "--epochs", "12",
-                "--patience", "4"]
+CPU_TRAINING = [
+    "--members",
+    "3",
+    "--channels",
+    "16,32,64",
+    "--n-mels",
+    "64",
+    "--epochs",
+    "12",
+    "--patience",
+    "4",
+]
 
 # ======================================================================================
 # The genre space: every genre a centre in one parameter space, each dimension in [0, 1]
 # ======================================================================================
 
-DIMENSIONS = ("brightness", "harmonicity", "tempo", "beat", "note_rate", "register", "distortion",
-              "bandwidth", "sustain", "voice")
+DIMENSIONS = (
+    "brightness",
+    "harmonicity",
+    "tempo",
+    "beat",
+    "note_rate",
+    "register",
+    "distortion",
+    "bandwidth",
+    "sustain",
+    "voice",
+)
 CENTRES: dict[str, tuple[float, ...]] = {
     #                     bright harm  tempo beat  rate  reg   dist  band  sust  voice
-    "Rock":               (0.65, 0.55, 0.60, 0.75, 0.45, 0.45, 0.70, 0.90, 0.50, 0.35),
-    "Pop":                (0.60, 0.65, 0.58, 0.65, 0.45, 0.58, 0.25, 0.90, 0.50, 0.50),
-    "Folk":               (0.45, 0.75, 0.48, 0.25, 0.50, 0.50, 0.10, 0.80, 0.30, 0.40),
-    "Country":            (0.55, 0.72, 0.55, 0.50, 0.45, 0.52, 0.15, 0.85, 0.35, 0.45),
-    "Electronic":         (0.70, 0.45, 0.68, 0.85, 0.60, 0.55, 0.35, 0.95, 0.55, 0.10),
-    "Experimental":       (0.55, 0.35, 0.45, 0.40, 0.55, 0.50, 0.45, 0.85, 0.60, 0.10),
-    "Hip-Hop":            (0.45, 0.45, 0.40, 0.85, 0.40, 0.35, 0.25, 0.90, 0.45, 0.65),
-    "Instrumental":       (0.50, 0.70, 0.45, 0.40, 0.50, 0.55, 0.15, 0.85, 0.60, 0.05),
-    "International":      (0.55, 0.65, 0.55, 0.55, 0.60, 0.60, 0.20, 0.80, 0.40, 0.40),
-    "Classical":          (0.40, 0.90, 0.35, 0.05, 0.45, 0.60, 0.02, 0.85, 0.85, 0.05),
+    "Rock": (0.65, 0.55, 0.60, 0.75, 0.45, 0.45, 0.70, 0.90, 0.50, 0.35),
+    "Pop": (0.60, 0.65, 0.58, 0.65, 0.45, 0.58, 0.25, 0.90, 0.50, 0.50),
+    "Folk": (0.45, 0.75, 0.48, 0.25, 0.50, 0.50, 0.10, 0.80, 0.30, 0.40),
+    "Country": (0.55, 0.72, 0.55, 0.50, 0.45, 0.52, 0.15, 0.85, 0.35, 0.45),
+    "Electronic": (0.70, 0.45, 0.68, 0.85, 0.60, 0.55, 0.35, 0.95, 0.55, 0.10),
+    "Experimental": (0.55, 0.35, 0.45, 0.40, 0.55, 0.50, 0.45, 0.85, 0.60, 0.10),
+    "Hip-Hop": (0.45, 0.45, 0.40, 0.85, 0.40, 0.35, 0.25, 0.90, 0.45, 0.65),
+    "Instrumental": (0.50, 0.70, 0.45, 0.40, 0.50, 0.55, 0.15, 0.85, 0.60, 0.05),
+    "International": (0.55, 0.65, 0.55, 0.55, 0.60, 0.60, 0.20, 0.80, 0.40, 0.40),
+    "Classical": (0.40, 0.90, 0.35, 0.05, 0.45, 0.60, 0.02, 0.85, 0.85, 0.05),
     "Old-Time / Historic": (0.35, 0.70, 0.50, 0.30, 0.45, 0.50, 0.20, 0.20, 0.45, 0.35),
-    "Jazz":               (0.45, 0.75, 0.50, 0.45, 0.65, 0.50, 0.10, 0.85, 0.45, 0.20),
-    "Blues":              (0.45, 0.70, 0.42, 0.50, 0.45, 0.45, 0.30, 0.75, 0.50, 0.40),
-    "Soul-RnB":           (0.50, 0.65, 0.45, 0.60, 0.45, 0.50, 0.15, 0.85, 0.55, 0.55),
-    "Spoken":             (0.40, 0.30, 0.40, 0.05, 0.30, 0.45, 0.05, 0.70, 0.30, 0.95),
-    "Easy Listening":     (0.40, 0.80, 0.40, 0.30, 0.35, 0.60, 0.02, 0.85, 0.75, 0.30),
+    "Jazz": (0.45, 0.75, 0.50, 0.45, 0.65, 0.50, 0.10, 0.85, 0.45, 0.20),
+    "Blues": (0.45, 0.70, 0.42, 0.50, 0.45, 0.45, 0.30, 0.75, 0.50, 0.40),
+    "Soul-RnB": (0.50, 0.65, 0.45, 0.60, 0.45, 0.50, 0.15, 0.85, 0.55, 0.55),
+    "Spoken": (0.40, 0.30, 0.40, 0.05, 0.30, 0.45, 0.05, 0.70, 0.30, 0.95),
+    "Easy Listening": (0.40, 0.80, 0.40, 0.30, 0.35, 0.60, 0.02, 0.85, 0.75, 0.30),
 }
 # Where a between-genres artist or a mislabelled track borrows its sound from.
 NEIGHBOURS: dict[str, tuple[str, ...]] = {
@@ -131,6 +151,7 @@ class Shape:
 # Planning: genres -> artists -> splits -> one parameter vector per track
 # ======================================================================================
 
+
 def class_counts(total: int, floor: int) -> tuple[dict[str, int], list[str]]:
     """FMA-medium's counts scaled to `total` tracks, each genre at least `floor` (the floored
     genres are returned too); largest remainders make the sum exact."""
@@ -145,7 +166,9 @@ def class_counts(total: int, floor: int) -> tuple[dict[str, int], list[str]]:
             break
         floored += low
     counts = {g: int(share[g]) for g in free} | {g: floor for g in floored}
-    for g in sorted(free, key=lambda g: share[g] - int(share[g]), reverse=True)[: total - sum(counts.values())]:
+    for g in sorted(free, key=lambda g: share[g] - int(share[g]), reverse=True)[
+        : total - sum(counts.values())
+    ]:
         counts[g] += 1
     return counts, sorted(floored)
 
@@ -196,13 +219,32 @@ def plan_dataset(shape: Shape) -> tuple[pd.DataFrame, list[str]]:
             artist = centre + shape.artist_spread * rng.standard_normal(len(DIMENSIONS))
             for _ in range(size):
                 noisy = rng.random() < shape.label_noise
-                sound = (neighbour_centre(genre, rng) + shape.artist_spread * rng.standard_normal(len(DIMENSIONS))
-                         if noisy else artist + shape.track_spread * rng.standard_normal(len(DIMENSIONS)))
-                rows.append({"genre": genre, "artist": artist_id, "split": split, "kind": "music",
-                             "mislabelled": noisy, "params": np.clip(sound, 0, 1)})
+                sound = (
+                    neighbour_centre(genre, rng) + shape.artist_spread * rng.standard_normal(len(DIMENSIONS))
+                    if noisy
+                    else artist + shape.track_spread * rng.standard_normal(len(DIMENSIONS))
+                )
+                rows.append(
+                    {
+                        "genre": genre,
+                        "artist": artist_id,
+                        "split": split,
+                        "kind": "music",
+                        "mislabelled": noisy,
+                        "params": np.clip(sound, 0, 1),
+                    }
+                )
     for kind in ("empty", "truncated", "silent"):  # FMA's faulty files, in the training split
-        rows.append({"genre": "Rock", "artist": 0, "split": "training", "kind": kind, "mislabelled": False,
-                     "params": np.array(CENTRES["Rock"])})
+        rows.append(
+            {
+                "genre": "Rock",
+                "artist": 0,
+                "split": "training",
+                "kind": kind,
+                "mislabelled": False,
+                "params": np.array(CENTRES["Rock"]),
+            }
+        )
     plan = pd.DataFrame(rows)
     plan.insert(0, "track_id", 2 + rng.permutation(len(plan)))  # FMA's ids start at 2
     plan["artist_seed"] = [shape.seed * 1_000_003 + a for a in plan["artist"]]
@@ -213,6 +255,7 @@ def plan_dataset(shape: Shape) -> tuple[pd.DataFrame, list[str]]:
 # ======================================================================================
 # Synthesis: one parameter vector -> 30 s of mono audio (numpy, vectorised)
 # ======================================================================================
+
 
 def harmonic_sum(phase: np.ndarray, gains: list) -> np.ndarray:
     """sum_k gains[k-1] * sin(k * phase) in float32, by the Chebyshev recurrence: one sin and one
@@ -228,8 +271,15 @@ def harmonic_sum(phase: np.ndarray, gains: list) -> np.ndarray:
     return out
 
 
-def note_track(starts: np.ndarray, midi: np.ndarray, t: np.ndarray, rate: int, harmonics: int,
-               slope: float, decay: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+def note_track(
+    starts: np.ndarray,
+    midi: np.ndarray,
+    t: np.ndarray,
+    rate: int,
+    harmonics: int,
+    slope: float,
+    decay: np.ndarray | float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Harmonic notes (amplitudes k**-slope, none above 0.45 x rate) starting at `starts` seconds;
     returns the signal and its per-sample envelope (attack 5 ms, exponential decay)."""
     index = np.searchsorted(starts, t, side="right") - 1
@@ -238,12 +288,13 @@ def note_track(starts: np.ndarray, midi: np.ndarray, t: np.ndarray, rate: int, h
     since = t - starts[index]
     tau = decay[index] if isinstance(decay, np.ndarray) else decay
     envelope = (1 - np.exp(-since / 0.005)) * np.exp(-since / tau)
-    gains = [np.float32(k ** -slope) * (k * freq < 0.45 * rate) for k in range(1, harmonics + 1)]
+    gains = [np.float32(k**-slope) * (k * freq < 0.45 * rate) for k in range(1, harmonics + 1)]
     return harmonic_sum(phase, gains) * envelope, envelope
 
 
-def melody_and_bass(p: dict, t: np.ndarray, rate: int, beat: float, artist: np.random.Generator,
-                    track: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def melody_and_bass(
+    p: dict, t: np.ndarray, rate: int, beat: float, artist: np.random.Generator, track: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """A pentatonic random-walk melody at the note rate and a bass on the bar's chord roots."""
     seconds = t[-1] + 1 / rate
     note = beat / 2 ** (3 * p["note_rate"] - 1)  # 0.5 .. 4 notes per beat
@@ -263,24 +314,30 @@ def melody_and_bass(p: dict, t: np.ndarray, rate: int, beat: float, artist: np.r
     return melody + (0.2 + 0.8 * p["beat"]) * bass, envelope
 
 
-def drums(p: dict, n: int, rate: int, beat: float, artist: np.random.Generator,
-          track: np.random.Generator) -> np.ndarray:
+def drums(
+    p: dict, n: int, rate: int, beat: float, artist: np.random.Generator, track: np.random.Generator
+) -> np.ndarray:
     """Kick, snare and hi-hat hits on the artist's pattern, each a short kernel convolved in."""
     kick_every = 1 if artist.random() < p["beat"] else 2  # four on the floor, or every other beat
     hat_per_beat = 2 ** int(round(2 * p["note_rate"]))  # 1, 2 or 4
     hits = {name: np.zeros(n) for name in ("kick", "snare", "hat")}
     beats = np.arange(0, n / rate / beat)
     jitter = lambda size: track.normal(0, 0.004, size)  # noqa: E731 -- human timing
-    for name, times in (("kick", beats[:: kick_every]), ("snare", beats[1::2]),
-                        ("hat", np.arange(0, len(beats), 1 / hat_per_beat))):
+    for name, times in (
+        ("kick", beats[::kick_every]),
+        ("snare", beats[1::2]),
+        ("hat", np.arange(0, len(beats), 1 / hat_per_beat)),
+    ):
         where = ((times * beat + jitter(len(times))) * rate).astype(int)
         where = where[(where >= 0) & (where < n)]
         hits[name][where] = track.uniform(0.7, 1.0, len(where))
     k = np.arange(int(0.3 * rate)) / rate
     kernels = {
         "kick": np.sin(2 * np.pi * (50 * k + 3 * (1 - np.exp(-k / 0.02)))) * np.exp(-k / 0.12),
-        "snare": (track.standard_normal(len(k)) * np.exp(-k / 0.05) + 0.4 * np.sin(2 * np.pi * 180 * k)
-                  * np.exp(-k / 0.03)),
+        "snare": (
+            track.standard_normal(len(k)) * np.exp(-k / 0.05)
+            + 0.4 * np.sin(2 * np.pi * 180 * k) * np.exp(-k / 0.03)
+        ),
         "hat": np.diff(track.standard_normal(len(k) + 1)) * np.exp(-k / 0.01) * 0.4,
     }
     return sum(oaconvolve(hits[name], kernels[name])[:n] for name in hits)
@@ -289,8 +346,9 @@ def drums(p: dict, n: int, rate: int, beat: float, artist: np.random.Generator,
 VOWELS = np.array([(800, 1200), (500, 1900), (300, 2300), (500, 900), (350, 800)], dtype=float)
 
 
-def voice(p: dict, t: np.ndarray, rate: int, beat: float, artist: np.random.Generator,
-          track: np.random.Generator) -> np.ndarray:
+def voice(
+    p: dict, t: np.ndarray, rate: int, beat: float, artist: np.random.Generator, track: np.random.Generator
+) -> np.ndarray:
     """A speech-like voice: a gliding glottal pitch whose harmonics follow the formants of one
     vowel per syllable; syllables at 3-6 Hz, some silent (pauses)."""
     seconds = t[-1] + 1 / rate
@@ -304,15 +362,23 @@ def voice(p: dict, t: np.ndarray, rate: int, beat: float, artist: np.random.Gene
     since = (t % syllable) / syllable
     envelope = np.sin(np.pi * since) ** 2 * spoken
     glide = np.interp(t, np.linspace(0, seconds, count), track.normal(0, 0.12, count))
-    f0 = artist.uniform(100, 220) * 2 ** glide
+    f0 = artist.uniform(100, 220) * 2**glide
     phase = 2 * np.pi * np.cumsum(f0) / rate
     # harmonic gains follow the formants, computed once per block of 32 samples (1.5 ms)
     blocks = -(-len(t) // 32)
     phase = np.pad(phase, (0, 32 * blocks - len(t)), mode="edge").reshape(blocks, 32)
     f0, vowel = f0[::32, None], vowel[::32]
-    gains = [((np.exp(-0.5 * ((k * f0 - vowel[:, :1]) / 120) ** 2)
-               + 0.7 * np.exp(-0.5 * ((k * f0 - vowel[:, 1:]) / 180) ** 2) + 0.03) * (k * f0 < 0.45 * rate)
-              ).astype(np.float32) for k in range(1, 25)]
+    gains = [
+        (
+            (
+                np.exp(-0.5 * ((k * f0 - vowel[:, :1]) / 120) ** 2)
+                + 0.7 * np.exp(-0.5 * ((k * f0 - vowel[:, 1:]) / 180) ** 2)
+                + 0.03
+            )
+            * (k * f0 < 0.45 * rate)
+        ).astype(np.float32)
+        for k in range(1, 25)
+    ]
     return harmonic_sum(phase, gains).reshape(-1)[: len(t)] * envelope
 
 
@@ -328,7 +394,9 @@ def unit_rms(x: np.ndarray) -> np.ndarray:
     return x / (np.sqrt(np.mean(x**2)) + 1e-12)
 
 
-def synthesise(values: np.ndarray, seconds: float, rate: int, artist_seed: int, track_seed: int) -> np.ndarray:
+def synthesise(
+    values: np.ndarray, seconds: float, rate: int, artist_seed: int, track_seed: int
+) -> np.ndarray:
     """Mono float32 audio of one track: melody + bass (distorted), noise, drums and voice mixed by
     the parameters, then band-limited; old recordings get hiss and crackle."""
     p = dict(zip(DIMENSIONS, values))
@@ -340,8 +408,11 @@ def synthesise(values: np.ndarray, seconds: float, rate: int, artist_seed: int, 
     drive = 1 + 20 * p["distortion"] ** 1.5
     tonal = np.tanh(drive * tonal / np.abs(tonal).max()) / np.tanh(drive)
     noise = coloured_noise(n, rate, p["brightness"], track) * (0.4 + 0.6 * envelope)
-    music = (p["harmonicity"] * unit_rms(tonal) + (1 - p["harmonicity"]) * unit_rms(noise)
-             + 1.2 * p["beat"] * unit_rms(drums(p, n, rate, beat, artist, track)))
+    music = (
+        p["harmonicity"] * unit_rms(tonal)
+        + (1 - p["harmonicity"]) * unit_rms(noise)
+        + 1.2 * p["beat"] * unit_rms(drums(p, n, rate, beat, artist, track))
+    )
     mix = (1 - 0.8 * p["voice"]) * unit_rms(music)
     if p["voice"] > 0.03:
         mix = mix + 1.2 * p["voice"] * unit_rms(voice(p, t, rate, beat, artist, track))
@@ -358,6 +429,7 @@ def synthesise(values: np.ndarray, seconds: float, rate: int, artist_seed: int, 
 # ======================================================================================
 # Writing the FMA layout
 # ======================================================================================
+
 
 def write_track(job: tuple) -> None:
     """One mp3 (or one of the faulty files), written under a temporary name then renamed, so
@@ -381,14 +453,31 @@ def generate_audio(plan: pd.DataFrame, audio: Path, shape: Shape, jobs: int) -> 
     """Write the mp3s that are not there yet, in `jobs` processes; returns how many were written."""
     from tqdm import tqdm
 
-    todo = [(str(audio_path(audio, row.track_id)), row.kind, row.params, row.artist_seed, row.track_seed,
-             shape.seconds, shape.rate)
-            for row in plan.itertuples() if not audio_path(audio, row.track_id).exists()]
+    todo = [
+        (
+            str(audio_path(audio, row.track_id)),
+            row.kind,
+            row.params,
+            row.artist_seed,
+            row.track_seed,
+            shape.seconds,
+            shape.rate,
+        )
+        for row in plan.itertuples()
+        if not audio_path(audio, row.track_id).exists()
+    ]
     if todo:
-        print(f"generating {len(todo)} of {len(plan)} tracks in {audio} ({jobs} processes) ...", file=sys.stderr)
+        print(
+            f"generating {len(todo)} of {len(plan)} tracks in {audio} ({jobs} processes) ...", file=sys.stderr
+        )
         with ProcessPoolExecutor(jobs) as pool:
-            for _ in tqdm(pool.map(write_track, todo, chunksize=4), total=len(todo), unit="track",
-                          file=sys.stderr, mininterval=2.0):
+            for _ in tqdm(
+                pool.map(write_track, todo, chunksize=4),
+                total=len(todo),
+                unit="track",
+                file=sys.stderr,
+                mininterval=2.0,
+            ):
                 pass
     return len(todo)
 
@@ -396,13 +485,32 @@ def generate_audio(plan: pd.DataFrame, audio: Path, shape: Shape, jobs: int) -> 
 def write_tracks_csv(plan: pd.DataFrame, metadata: Path, shape: Shape) -> None:
     """tracks.csv with FMA's two-row header (and its third row naming the index, track_id)."""
     metadata.mkdir(parents=True, exist_ok=True)
-    columns = pd.MultiIndex.from_tuples([("artist", "id"), ("artist", "name"), ("set", "split"), ("set", "subset"),
-                                         ("track", "duration"), ("track", "genre_top"), ("track", "title")])
+    columns = pd.MultiIndex.from_tuples(
+        [
+            ("artist", "id"),
+            ("artist", "name"),
+            ("set", "split"),
+            ("set", "subset"),
+            ("track", "duration"),
+            ("track", "genre_top"),
+            ("track", "title"),
+        ]
+    )
     table = pd.DataFrame(
-        list(zip(plan["artist"], [f"artist {a:05d}" for a in plan["artist"]], plan["split"],
-                 ["medium"] * len(plan), [int(shape.seconds)] * len(plan), plan["genre"],
-                 [f"{kind} {tid}" for kind, tid in zip(plan["kind"], plan["track_id"])])),
-        index=pd.Index(plan["track_id"], name="track_id"), columns=columns)
+        list(
+            zip(
+                plan["artist"],
+                [f"artist {a:05d}" for a in plan["artist"]],
+                plan["split"],
+                ["medium"] * len(plan),
+                [int(shape.seconds)] * len(plan),
+                plan["genre"],
+                [f"{kind} {tid}" for kind, tid in zip(plan["kind"], plan["track_id"])],
+            )
+        ),
+        index=pd.Index(plan["track_id"], name="track_id"),
+        columns=columns,
+    )
     table.to_csv(metadata / "tracks.csv")
 
 
@@ -411,8 +519,10 @@ def prepare_work(work: Path, shape: Shape) -> None:
     spec = work / "dataset.json"
     wanted = asdict(shape)
     if spec.exists() and json.loads(spec.read_text()) != wanted:
-        sys.exit(f"fma_shaped.py: error: {work} holds a dataset made with other settings "
-                 f"({spec}): choose another --work or delete it")
+        sys.exit(
+            f"fma_shaped.py: error: {work} holds a dataset made with other settings "
+            f"({spec}): choose another --work or delete it"
+        )
     work.mkdir(parents=True, exist_ok=True)
     spec.write_text(json.dumps(wanted, indent=1) + "\n")
 
@@ -421,6 +531,7 @@ def prepare_work(work: Path, shape: Shape) -> None:
 # Training: train.py as a subprocess, its output streamed and timed
 # ======================================================================================
 
+
 def run_train(command: list[str], log: Path) -> dict:
     """Run train.py, echoing its output to stderr and `log`; returns the wall times: total, and up
     to the line that starts training (start-up + feature cache), plus the cache's own build time
@@ -428,8 +539,10 @@ def run_train(command: list[str], log: Path) -> dict:
     start = time.perf_counter()
     times: dict = {"cache_build_s": 0.0, "skipped": {}}
     buffer = ""
-    with open(log, "wb") as out, subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
-                                                  stderr=subprocess.STDOUT) as process:
+    with (
+        open(log, "wb") as out,
+        subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process,
+    ):
         for chunk in iter(lambda: process.stdout.read1(65536), b""):
             sys.stderr.buffer.write(chunk)
             sys.stderr.flush()
@@ -460,17 +573,24 @@ def children_cpu_s() -> float:
 # Reporting
 # ======================================================================================
 
+
 def dataset_table(plan: pd.DataFrame) -> tuple[str, dict]:
     """Tracks per genre per split and artists per genre (music tracks only), markdown + JSON."""
     music = plan[plan["kind"] == "music"]
-    lines = ["| genre | FMA-medium | training | validation | test | total | artists | mislabelled |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| genre | FMA-medium | training | validation | test | total | artists | mislabelled |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     shape = {}
     for genre in GENRES + ("all",):
         rows = music if genre == "all" else music[music["genre"] == genre]
         per_split = {s: int((rows["split"] == s).sum()) for s in SPLITS}
-        shape[genre] = {**per_split, "total": len(rows), "artists": int(rows["artist"].nunique()),
-                        "mislabelled": int(rows["mislabelled"].sum())}
+        shape[genre] = {
+            **per_split,
+            "total": len(rows),
+            "artists": int(rows["artist"].nunique()),
+            "mislabelled": int(rows["mislabelled"].sum()),
+        }
         fma = FMA_MEDIUM_COUNTS.get(genre, sum(FMA_MEDIUM_COUNTS.values()))
         lines.append(f"| {genre} | {fma:,} | " + " | ".join(f"{v:,}" for v in shape[genre].values()) + " |")
     return "\n".join(lines), shape
@@ -480,25 +600,42 @@ def best_epoch(history: list[dict]) -> dict:
     """Epochs a member ran, the one validation picked, and its wall time (training + validation)."""
     losses = [h["valid_loss"] for h in history]
     best = int(np.argmin(losses))
-    return {"epochs_run": len(history), "best_epoch": history[best]["epoch"], "best_valid_loss": losses[best],
-            "train_s": sum(h.get("seconds", 0.0) for h in history)}
+    return {
+        "epochs_run": len(history),
+        "best_epoch": history[best]["epoch"],
+        "best_valid_loss": losses[best],
+        "train_s": sum(h.get("seconds", 0.0) for h in history),
+    }
 
 
 def results_table(report: dict) -> tuple[str, list[dict]]:
     """Test scores per member and for the ensemble before/after temperature, with each member's
     epochs; markdown + JSON rows."""
     metrics = ("log_loss", "macro_f1", "accuracy", "ece")
-    rows = [{"model": name, **{k: r[k] for k in metrics}, **best_epoch(report["history"][name])}
-            for name, r in report["members"].items()]
-    for label, key in (("ensemble, T=1", "ensemble_before_temperature"),
-                       (f"ensemble, T={report['temperature']:.2f}", "ensemble")):
+    rows = [
+        {"model": name, **{k: r[k] for k in metrics}, **best_epoch(report["history"][name])}
+        for name, r in report["members"].items()
+    ]
+    for label, key in (
+        ("ensemble, T=1", "ensemble_before_temperature"),
+        (f"ensemble, T={report['temperature']:.2f}", "ensemble"),
+    ):
         rows.append({"model": label, **{k: report[key][k] for k in metrics}})
     rows.append({"model": "class prior", "log_loss": report["prior_log_loss"]})
-    formats = {"log_loss": "{:.3f}", "macro_f1": "{:.3f}", "accuracy": "{:.3f}", "ece": "{:.3f}",
-               "epochs_run": "{}", "best_epoch": "{}", "best_valid_loss": "{:.3f}", "train_s": "{:.0f} s"}
-    lines = ["| model | log loss | macro F1 | accuracy | ECE | epochs run | best epoch | best valid loss | time"
-             " |",
-             "|---" * 9 + "|"]
+    formats = {
+        "log_loss": "{:.3f}",
+        "macro_f1": "{:.3f}",
+        "accuracy": "{:.3f}",
+        "ece": "{:.3f}",
+        "epochs_run": "{}",
+        "best_epoch": "{}",
+        "best_valid_loss": "{:.3f}",
+        "train_s": "{:.0f} s",
+    }
+    lines = [
+        "| model | log loss | macro F1 | accuracy | ECE | epochs run | best epoch | best valid loss | time |",
+        "|---" * 9 + "|",
+    ]
     for row in rows:
         cells = (formats[k].format(row[k]) if k in row else "—" for k in formats)
         lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
@@ -509,8 +646,11 @@ def verdict(report: dict) -> list[str]:
     """Is the benchmark informative? Every member should beat the prior, and the ensemble land
     clearly between trivial (log loss ~0) and hopeless (the prior's)."""
     prior, ensemble = report["prior_log_loss"], report["ensemble"]["log_loss"]
-    notes = [f"member {name} does not beat the class prior ({r['log_loss']:.3f} >= {prior:.3f})"
-             for name, r in report["members"].items() if r["log_loss"] >= prior]
+    notes = [
+        f"member {name} does not beat the class prior ({r['log_loss']:.3f} >= {prior:.3f})"
+        for name, r in report["members"].items()
+        if r["log_loss"] >= prior
+    ]
     if ensemble < 0.25:
         notes.append(f"too easy: ensemble log loss {ensemble:.3f} (make the generator harder)")
     elif ensemble > 0.85 * prior:
@@ -520,25 +660,43 @@ def verdict(report: dict) -> list[str]:
 
 # ======================================================================================
 
+
 def parse_args(argv: list[str]):
     ours, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     parser = ArgumentParser(
-        prog="fma_shaped.py", usage="%(prog)s [options] [-- train.py options]",
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n")[1] + "\n\ntrain.py options after -- override the CPU defaults: "
-               + " ".join(CPU_TRAINING))
-    parser.add_argument("--tracks", type=positive_int, default=1200, help="music tracks to generate (default 1200)")
+        prog="fma_shaped.py",
+        usage="%(prog)s [options] [-- train.py options]",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n")[1]
+        + "\n\ntrain.py options after -- override the CPU defaults: "
+        + " ".join(CPU_TRAINING),
+    )
+    parser.add_argument(
+        "--tracks", type=positive_int, default=1200, help="music tracks to generate (default 1200)"
+    )
     parser.add_argument("--seconds", type=float, default=30.0, help="clip length (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    parser.add_argument("--work", type=Path, default=None, help="dataset + feature cache + outputs "
-                        "(default /tmp/fma-shaped-<tracks>x<seconds>s-seed<seed>-v<version>)")
-    parser.add_argument("--jobs", type=positive_int, default=usable_cores(),
-                        help="generating processes (default: usable cores)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="dataset + feature cache + outputs "
+        "(default /tmp/fma-shaped-<tracks>x<seconds>s-seed<seed>-v<version>)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=usable_cores(),
+        help="generating processes (default: usable cores)",
+    )
     parser.add_argument("--generate-only", action="store_true", help="write the dataset, do not train")
     args = parser.parse_args(ours)
     if args.tracks < len(GENRES) * Shape.min_tracks:
-        parser.error(f"--tracks must be at least {len(GENRES) * Shape.min_tracks} "
-                     f"({Shape.min_tracks} per genre, so that every genre reaches all three splits)")
+        parser.error(
+            f"--tracks must be at least {len(GENRES) * Shape.min_tracks} "
+            f"({Shape.min_tracks} per genre, so that every genre reaches all three splits)"
+        )
     if args.seconds < 2:
         parser.error("--seconds must be at least 2 (train.py skips clips under 1 s)")
     args.train_args = CPU_TRAINING + extra  # later occurrences win in train.py's argparse
@@ -555,19 +713,31 @@ def make_dataset(work: Path, shape: Shape, jobs: int) -> dict:
     seconds, cpu_seconds = time.perf_counter() - start, children_cpu_s() - cpu_start
     table, counts = dataset_table(plan)
     faulty = plan[plan["kind"] != "music"]
-    print(f"\ndataset: {shape.tracks} music tracks of {shape.seconds:g} s at {shape.rate} Hz (mono mp3) by "
-          f"{counts['all']['artists']} artists, + {len(faulty)} faulty files; generated {written} in "
-          f"{seconds:.0f} s ({len(plan) - written} reused)")
-    print(f"FMA-medium's class counts scaled to {shape.tracks}; floored at {shape.min_tracks} tracks "
-          f"(>= {shape.min_artists} artists, so every genre reaches all three splits): "
-          f"{', '.join(floored) or 'none'}. Artist spread {shape.artist_spread}, {shape.crossover:.0%} of artists "
-          f"between two genres, {shape.label_noise:.0%} of tracks sound like a neighbouring genre (label noise).")
+    print(
+        f"\ndataset: {shape.tracks} music tracks of {shape.seconds:g} s at {shape.rate} Hz (mono mp3) by "
+        f"{counts['all']['artists']} artists, + {len(faulty)} faulty files; generated {written} in "
+        f"{seconds:.0f} s ({len(plan) - written} reused)"
+    )
+    print(
+        f"FMA-medium's class counts scaled to {shape.tracks}; floored at {shape.min_tracks} tracks "
+        f"(>= {shape.min_artists} artists, so every genre reaches all three splits): "
+        f"{', '.join(floored) or 'none'}. Artist spread {shape.artist_spread}, {shape.crossover:.0%} of artists "
+        f"between two genres, {shape.label_noise:.0%} of tracks sound like a neighbouring genre (label noise)."
+    )
     print(table)
-    print("faulty (training split, must be skipped): "
-          + ", ".join(f"{row.track_id} ({row.kind})" for row in faulty.itertuples()))
-    return {"floored": floored, "dataset": counts, "generated": written, "generation_s": seconds,
-            "generation_cpu_s": cpu_seconds, "generation_jobs": jobs,
-            "faulty": {str(row.track_id): row.kind for row in faulty.itertuples()}}
+    print(
+        "faulty (training split, must be skipped): "
+        + ", ".join(f"{row.track_id} ({row.kind})" for row in faulty.itertuples())
+    )
+    return {
+        "floored": floored,
+        "dataset": counts,
+        "generated": written,
+        "generation_s": seconds,
+        "generation_cpu_s": cpu_seconds,
+        "generation_jobs": jobs,
+        "faulty": {str(row.track_id): row.kind for row in faulty.itertuples()},
+    }
 
 
 def train(work: Path, train_args: list[str]) -> tuple[dict, dict | None]:
@@ -576,16 +746,32 @@ def train(work: Path, train_args: list[str]) -> tuple[dict, dict | None]:
     out, run_dir = work / "weights", work / "run"
     if run_dir.exists() and "--resume" not in train_args:
         shutil.rmtree(run_dir)  # this benchmark's own checkpoints from an earlier run
-    command = [sys.executable, str(REPO / "train.py"), "--metadata", str(work / "fma_metadata"),
-               "--audio", str(work / "fma_medium"), "--out", str(out), "--run-dir", str(run_dir),
-               "--cache", str(work / "cache"), *train_args]
-    print(f"\ntraining: train.py {' '.join(train_args)}  (CPU defaults: {' '.join(CPU_TRAINING)})", flush=True)
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "--metadata",
+        str(work / "fma_metadata"),
+        "--audio",
+        str(work / "fma_medium"),
+        "--out",
+        str(out),
+        "--run-dir",
+        str(run_dir),
+        "--cache",
+        str(work / "cache"),
+        *train_args,
+    ]
+    print(
+        f"\ntraining: train.py {' '.join(train_args)}  (CPU defaults: {' '.join(CPU_TRAINING)})", flush=True
+    )
     cpu_start = children_cpu_s()
     times = run_train(command, work / "train.log")
     times["total_cpu_s"] = children_cpu_s() - cpu_start
     if times["returncode"] != 0:
-        print(f"fma_shaped.py: error: train.py exited with {times['returncode']} (log: {work / 'train.log'})",
-              file=sys.stderr)
+        print(
+            f"fma_shaped.py: error: train.py exited with {times['returncode']} (log: {work / 'train.log'})",
+            file=sys.stderr,
+        )
         return times, None
     return times, json.loads((out / "report.json").read_text())
 
@@ -593,51 +779,77 @@ def train(work: Path, train_args: list[str]) -> tuple[dict, dict | None]:
 def print_results(report: dict, result: dict) -> None:
     """The test-split table, the wall and CPU times, the faulty files, the verdict."""
     times = result["train"]
-    print(f"\n{report['split']} split, {report['ensemble']['clips']} clips; temperature {report['temperature']:.3f}")
+    print(
+        f"\n{report['split']} split, {report['ensemble']['clips']} clips; temperature {report['temperature']:.3f}"
+    )
     print(results_table(report)[0])
     print("\n| step | wall time | CPU time |\n|---|---|---|")
-    print(f"| generation ({result['generated']} tracks written, {result['generation_jobs']} processes) | "
-          f"{result['generation_s']:.0f} s | {result['generation_cpu_s']:.0f} s |")
-    print(f"| train.py start-up + feature cache (cache build {times['cache_build_s']:.0f} s) | "
-          f"{times.get('until_training_s', float('nan')):.0f} s | — |")
+    print(
+        f"| generation ({result['generated']} tracks written, {result['generation_jobs']} processes) | "
+        f"{result['generation_s']:.0f} s | {result['generation_cpu_s']:.0f} s |"
+    )
+    print(
+        f"| train.py start-up + feature cache (cache build {times['cache_build_s']:.0f} s) | "
+        f"{times.get('until_training_s', float('nan')):.0f} s | — |"
+    )
     print(f"| train.py total | {times['total_s']:.0f} s | {times['total_cpu_s']:.0f} s |")
     print(f"| end to end | {result['end_to_end_s']:.0f} s | {result['end_to_end_cpu_s']:.0f} s |")
-    print(f"(load average {result['load_average_start']:.1f} at the start, {result['load_average_end']:.1f} at "
-          f"the end, on {usable_cores()} cores: wall times stretch when other jobs share the machine, CPU times "
-          "do not)")
+    print(
+        f"(load average {result['load_average_start']:.1f} at the start, {result['load_average_end']:.1f} at "
+        f"the end, on {usable_cores()} cores: wall times stretch when other jobs share the machine, CPU times "
+        "do not)"
+    )
     skipped = ", ".join(f"{key} ({reason})" for key, reason in times["skipped"].items()) or "none"
     missed = result["faulty_not_skipped"]
     print(f"\nskipped by training: {skipped}" + (f"; NOT skipped: {', '.join(missed)}" if missed else ""))
-    for note in result["verdict"] or ["informative: every member beats the prior, the ensemble is neither "
-                                      "trivial nor hopeless"]:
+    for note in result["verdict"] or [
+        "informative: every member beats the prior, the ensemble is neither trivial nor hopeless"
+    ]:
         print(f"verdict: {note}")
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     shape = Shape(tracks=args.tracks, seconds=args.seconds, seed=args.seed)
-    work = args.work or Path(f"/tmp/fma-shaped-{shape.tracks}x{shape.seconds:g}s-seed{shape.seed}-v{GENERATOR_VERSION}")
+    work = args.work or Path(
+        f"/tmp/fma-shaped-{shape.tracks}x{shape.seconds:g}s-seed{shape.seed}-v{GENERATOR_VERSION}"
+    )
     prepare_work(work, shape)
     result: dict = {"shape": asdict(shape), "load_average_start": os.getloadavg()[0]}
-    print(f"machine: {platform.machine()}, {usable_cores()} usable cores, load average "
-          f"{result['load_average_start']:.1f}; work folder {work}", file=sys.stderr)
+    print(
+        f"machine: {platform.machine()}, {usable_cores()} usable cores, load average "
+        f"{result['load_average_start']:.1f}; work folder {work}",
+        file=sys.stderr,
+    )
     start = time.perf_counter()
     result |= make_dataset(work, shape, args.jobs)
     if not args.generate_only:
         times, report = train(work, args.train_args)
-        result |= {"train_args": args.train_args, "train": times, "load_average_end": os.getloadavg()[0],
-                   "end_to_end_s": time.perf_counter() - start, "end_to_end_cpu_s": children_cpu_s()}
+        result |= {
+            "train_args": args.train_args,
+            "train": times,
+            "load_average_end": os.getloadavg()[0],
+            "end_to_end_s": time.perf_counter() - start,
+            "end_to_end_cpu_s": children_cpu_s(),
+        }
         if report is None:
             (work / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
             return 1
-        result |= {"results": results_table(report)[1], "temperature": report["temperature"],
-                   "prior_log_loss": report["prior_log_loss"],
-                   "ensemble_validation_log_loss": report.get("validation_log_loss"), "verdict": verdict(report),
-                   "faulty_not_skipped": sorted(set(result["faulty"]) - set(times["skipped"]))}
+        result |= {
+            "results": results_table(report)[1],
+            "temperature": report["temperature"],
+            "prior_log_loss": report["prior_log_loss"],
+            "ensemble_validation_log_loss": report.get("validation_log_loss"),
+            "verdict": verdict(report),
+            "faulty_not_skipped": sorted(set(result["faulty"]) - set(times["skipped"])),
+        }
         print_results(report, result)
     (work / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nwrote {work / 'bench.json'}" + ("" if args.generate_only else f" (train.py's log: {work / 'train.log'})"),
-          file=sys.stderr)
+    print(
+        f"\nwrote {work / 'bench.json'}"
+        + ("" if args.generate_only else f" (train.py's log: {work / 'train.log'})"),
+        file=sys.stderr,
+    )
     return 0
 
 

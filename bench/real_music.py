@@ -43,17 +43,44 @@ from model.metrics import log_loss, scores  # noqa: E402
 
 # (b) and (c): small enough to train here on two CPU cores in minutes, not hours (an epoch is at least
 # 32 optimizer steps, so the batch size sets its cost; musicnn members score 2 chunks per clip).
-MUSICNN_ARGS = ["--members", "0", "--backbone", "musicnn", "--backbone-members", "2", "--max-chunks", "2",
-                "--batch-size", "16", "--epochs", "6", "--patience", "3"]
-CNN_ARGS = ["--members", "2", "--channels", "16,32,64", "--chunk-seconds", "3", "--batch-size", "16",
-            "--epochs", "8", "--patience", "3"]
+MUSICNN_ARGS = [
+    "--members",
+    "0",
+    "--backbone",
+    "musicnn",
+    "--backbone-members",
+    "2",
+    "--max-chunks",
+    "2",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "6",
+    "--patience",
+    "3",
+]
+CNN_ARGS = [
+    "--members",
+    "2",
+    "--channels",
+    "16,32,64",
+    "--chunk-seconds",
+    "3",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "8",
+    "--patience",
+    "3",
+]
 
 
 def run(script: str, args: list[str], log: Path) -> None:
     """One of the project's scripts, its output into `log`; a failure raises with the log's last line."""
     with open(log, "w") as out:
-        code = subprocess.run([sys.executable, str(REPO / script), *args], stdout=out, stderr=subprocess.STDOUT,
-                              cwd=REPO).returncode
+        code = subprocess.run(
+            [sys.executable, str(REPO / script), *args], stdout=out, stderr=subprocess.STDOUT, cwd=REPO
+        ).returncode
     if code:
         lines = log.read_text(errors="replace").strip().splitlines() or ["(no output)"]
         raise RuntimeError(f"{script} exited with {code}: {lines[-1]} (see {log})")
@@ -69,8 +96,11 @@ def predict(weights: Path, clips: pd.DataFrame, corpus: Path, work: Path, name: 
     for file_id, path in zip(ids, clips["path"]):
         os.symlink((corpus / path).resolve(), payload / f"{file_id}.mp3")
     csv = work / f"predictions-{name}.csv"
-    run("predict.py", ["--payload", str(payload), "--out", str(csv), "--weights", str(weights), "--device", "cpu"],
-        work / f"predict-{name}.log")
+    run(
+        "predict.py",
+        ["--payload", str(payload), "--out", str(csv), "--weights", str(weights), "--device", "cpu"],
+        work / f"predict-{name}.log",
+    )
     table = pd.read_csv(csv, dtype={"file_id": str}).set_index("file_id")
     return table.loc[ids, list(GENRES)].to_numpy(dtype=np.float64)
 
@@ -80,22 +110,28 @@ def figures(clips: pd.DataFrame, probabilities: np.ndarray, references: dict[str
     truth = np.array([GENRES.index(g) for g in clips["genre"]])
     result = scores(truth, probabilities)
     present = sorted(set(truth.tolist()))
-    result["macro_f1_present"] = float(f1_score(truth, probabilities.argmax(1), labels=present, average="macro",
-                                                zero_division=0))
-    result["reference_log_loss"] = {name: log_loss(truth, np.tile(p, (len(truth), 1))) for name, p in references.items()}
+    result["macro_f1_present"] = float(
+        f1_score(truth, probabilities.argmax(1), labels=present, average="macro", zero_division=0)
+    )
+    result["reference_log_loss"] = {
+        name: log_loss(truth, np.tile(p, (len(truth), 1))) for name, p in references.items()
+    }
     result["per_source"] = {}
     for (source, genre), rows in clips.groupby(["source", "genre"]).groups.items():
         rows = np.asarray(rows)
         top = np.bincount(probabilities[rows].argmax(1), minlength=len(GENRES))
         result["per_source"][f"{source} ({genre})"] = {
-            "clips": len(rows), "mean_p_true": float(probabilities[rows, GENRES.index(genre)].mean()),
-            "most_predicted": f"{GENRES[top.argmax()]} {top.max()}/{len(rows)}"}
+            "clips": len(rows),
+            "mean_p_true": float(probabilities[rows, GENRES.index(genre)].mean()),
+            "most_predicted": f"{GENRES[top.argmax()]} {top.max()}/{len(rows)}",
+        }
     result["per_genre"] = {}
     for g in present:
         rows = probabilities[truth == g]
         mean = rows.mean(0)
         result["per_genre"][GENRES[g]] = {
-            "clips": len(rows), "mean_p_true": float(mean[g]),
+            "clips": len(rows),
+            "mean_p_true": float(mean[g]),
             "top3_mean": {GENRES[k]: float(mean[k]) for k in np.argsort(-mean)[:3]},
             "predicted": {GENRES[k]: int(n) for k, n in zip(*np.unique(rows.argmax(1), return_counts=True))},
         }
@@ -105,9 +141,13 @@ def figures(clips: pd.DataFrame, probabilities: np.ndarray, references: dict[str
 def print_figures(title: str, result: dict, by_source: bool = False) -> None:
     refs = ", ".join(f"{name} {value:.3f}" for name, value in result["reference_log_loss"].items())
     print(f"\n### {title}: {result['clips']} clips\n")
-    print("| log loss | accuracy | macro F1 (genres present) | ECE | reference log loss |\n|---|---|---|---|---|")
-    print(f"| {result['log_loss']:.3f} | {result['accuracy']:.3f} | {result['macro_f1_present']:.3f} | "
-          f"{result['ece']:.3f} | {refs} |")
+    print(
+        "| log loss | accuracy | macro F1 (genres present) | ECE | reference log loss |\n|---|---|---|---|---|"
+    )
+    print(
+        f"| {result['log_loss']:.3f} | {result['accuracy']:.3f} | {result['macro_f1_present']:.3f} | "
+        f"{result['ece']:.3f} | {refs} |"
+    )
     per_genre = result["per_genre"]
     columns = sorted({k for row in per_genre.values() for k in row["predicted"]}, key=GENRES.index)
     print("\n| true \\ predicted | " + " | ".join(columns) + " | clips | mean p(true) | top 3 by mean p |")
@@ -122,24 +162,54 @@ def print_figures(title: str, result: dict, by_source: bool = False) -> None:
             print(f"| {source} | {row['clips']} | {row['mean_p_true']:.3f} | {row['most_predicted']} |")
 
 
-def train_and_score(name: str, args: list[str], labels: pd.DataFrame, corpus: Path, work: Path,
-                    references: dict[str, np.ndarray]) -> dict:
+def train_and_score(
+    name: str,
+    args: list[str],
+    labels: pd.DataFrame,
+    corpus: Path,
+    work: Path,
+    references: dict[str, np.ndarray],
+) -> dict:
     """train.py on the corpus (it honours the split column), then predict.py on the test split."""
     weights, run_dir = work / f"weights-{name}", work / f"run-{name}"
     shutil.rmtree(weights, ignore_errors=True)
     shutil.rmtree(run_dir, ignore_errors=True)  # train.py refuses to mix runs
-    run("train.py", ["--labels", str(corpus / "labels.csv"), *args, "--out", str(weights), "--run-dir", str(run_dir),
-                     "--cache", str(work / "cache"), "--device", "cpu"], work / f"train-{name}.log")
-    prior = np.array(json.loads((weights / "manifest.json").read_text())["class_prior"])  # the training split's
+    run(
+        "train.py",
+        [
+            "--labels",
+            str(corpus / "labels.csv"),
+            *args,
+            "--out",
+            str(weights),
+            "--run-dir",
+            str(run_dir),
+            "--cache",
+            str(work / "cache"),
+            "--device",
+            "cpu",
+        ],
+        work / f"train-{name}.log",
+    )
+    prior = np.array(
+        json.loads((weights / "manifest.json").read_text())["class_prior"]
+    )  # the training split's
     test = labels[labels["split"] == "test"].reset_index(drop=True)
-    return figures(test, predict(weights, test, corpus, work, name), {"training-split prior": prior, **references})
+    return figures(
+        test, predict(weights, test, corpus, work, name), {"training-split prior": prior, **references}
+    )
 
 
 def main() -> None:
     parser = ArgumentParser(prog="real_music.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", type=Path, default=REPO / "real-corpus", help="tools/real_corpus.py's folder")
-    parser.add_argument("--work", type=Path, help="payloads, caches, trained weights, logs, the JSON "
-                                                  "(default: a temporary folder, kept)")
+    parser.add_argument(
+        "--corpus", type=Path, default=REPO / "real-corpus", help="tools/real_corpus.py's folder"
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="payloads, caches, trained weights, logs, the JSON (default: a temporary folder, kept)",
+    )
     parser.add_argument("--weights", type=Path, default=REPO / "weights", help="the model of step (a)")
     parser.add_argument("--steps", default="abc", help="which of the steps a, b, c to run (default abc)")
     args = parser.parse_args()
@@ -152,9 +222,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     labels = pd.read_csv(corpus / "labels.csv")
     splits = labels["split"].value_counts()
-    print(f"corpus {corpus}: {len(labels)} clips, {labels['genre'].nunique()} genres, {labels['source'].nunique()} "
-          f"packages ({', '.join(f'{splits.get(s, 0)} {s}' for s in ('training', 'validation', 'test'))}); "
-          f"work folder {work}")
+    print(
+        f"corpus {corpus}: {len(labels)} clips, {labels['genre'].nunique()} genres, {labels['source'].nunique()} "
+        f"packages ({', '.join(f'{splits.get(s, 0)} {s}' for s in ('training', 'validation', 'test'))}); "
+        f"work folder {work}"
+    )
 
     fma_reference = {"FMA-medium prior": fma_medium_prior(), "uniform": np.full(len(GENRES), 1 / len(GENRES))}
     report: dict = {"corpus": str(corpus), "clips": len(labels), "wall_seconds": {}, "errors": {}}
@@ -162,12 +234,17 @@ def main() -> None:
     def shipped() -> dict:
         probabilities = predict(args.weights, labels, corpus, work, "shipped")
         test = (labels["split"] == "test").to_numpy()
-        return {"all": figures(labels, probabilities, fma_reference),
-                "test": figures(labels[test].reset_index(drop=True), probabilities[test], fma_reference)}
+        return {
+            "all": figures(labels, probabilities, fma_reference),
+            "test": figures(labels[test].reset_index(drop=True), probabilities[test], fma_reference),
+        }
 
     steps = {
         "a": ("shipped model", shipped),
-        "b": ("musicnn heads", lambda: train_and_score("musicnn", MUSICNN_ARGS, labels, corpus, work, fma_reference)),
+        "b": (
+            "musicnn heads",
+            lambda: train_and_score("musicnn", MUSICNN_ARGS, labels, corpus, work, fma_reference),
+        ),
         "c": ("small CNN", lambda: train_and_score("cnn", CNN_ARGS, labels, corpus, work, fma_reference)),
     }
     for key in args.steps:
@@ -183,7 +260,9 @@ def main() -> None:
     for key in args.steps:
         name = steps[key][0]
         if key in report["errors"]:
-            print(f"\n### ({key}) {name}: FAILED after {report['wall_seconds'][key]:.0f} s: {report['errors'][key]}")
+            print(
+                f"\n### ({key}) {name}: FAILED after {report['wall_seconds'][key]:.0f} s: {report['errors'][key]}"
+            )
         elif key == "a":
             print_figures(f"(a) {name} ({args.weights}), all clips", report["a"]["all"], by_source=True)
             print_figures(f"(a) {name}, test split", report["a"]["test"])

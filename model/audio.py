@@ -1,11 +1,11 @@
 """Any mp3 -> mono float32 at the model's sample rate: the one decode path of the project.
 
-soundfile (libsndfile + mpg123) is the fastest decoder here (~30 ms per 30-s clip) but not
-correct on every real-world mp3 (see DECODE.md in the project notes):
+soundfile (libsndfile + mpg123) is the fastest decoder here (README, Benchmarks) but not
+correct on every real-world mp3:
   * a VBR file without a Xing header comes back silently cut to about half its length;
   * a stream with garbage in it can make it give up with an error.
 So every file is decoded with soundfile and its length is checked against the stream length
-that PyAV reads from the packet headers alone (demuxing without decoding, a few ms). When
+that PyAV reads from the packet headers alone (demuxing without decoding: cheap). When
 soundfile failed or came up short, the file is decoded again with PyAV, which skips packets it
 cannot decode. Resampling is soxr HQ (what librosa uses by default).
 
@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -46,18 +46,21 @@ SILENCE_RMS = 10 ** (-60 / 20)
 MIN_SECONDS = 1.0
 # Decoding stops here (10 minutes: longer than nearly every song).
 MAX_SECONDS = 600.0
-# A worker still decoding one file after this long is stuck (10 minutes of 44.1 kHz stereo mp3
-# decode in ~1.3 s on one core here, with either decoder).
+# A worker still decoding one file after this long is stuck: 10 minutes of audio (MAX_SECONDS)
+# decode in a second or two (README, Predicting), so this leaves room for a very busy machine.
 DECODE_TIMEOUT = 120.0
 
 
 class DecodeError(Exception):
-    """The file holds no audio we can decode. `reason` says why, in words."""
+    """The file holds no audio we can decode. `reason` says why, in words; `transient` says whether
+    another try might succeed (the file briefly unreadable, a decoder crashed or was too slow on a
+    busy machine): a resumed prediction run tries such files again."""
 
-    def __init__(self, path: str | os.PathLike, reason: str):
-        super().__init__(str(path), reason)  # both in args: survives pickling from workers
+    def __init__(self, path: str | os.PathLike, reason: str, transient: bool = False):
+        super().__init__(str(path), reason, transient)  # all in args: survives pickling from workers
         self.path = str(path)
         self.reason = reason
+        self.transient = transient
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -81,7 +84,7 @@ def decode(path: str | os.PathLike, sample_rate: int, max_seconds: float = MAX_S
     try:
         size = path.stat().st_size
     except OSError as error:
-        raise DecodeError(path, f"cannot read the file ({error.strerror})") from None
+        raise DecodeError(path, f"cannot read the file ({error.strerror})", transient=True) from None
     if size == 0:
         raise DecodeError(path, "empty file (0 bytes)")
 
@@ -90,7 +93,9 @@ def decode(path: str | os.PathLike, sample_rate: int, max_seconds: float = MAX_S
         decoder = "soundfile"
         expected = _stream_samples(path, max_seconds)
         if expected is not None and len(audio) < _SHORT_FRACTION * expected - _SLACK_SAMPLES:
-            audio, native_rate = _read_pyav(path, max_seconds)  # VBR without a Xing header: soundfile stopped early
+            audio, native_rate = _read_pyav(
+                path, max_seconds
+            )  # VBR without a Xing header: soundfile stopped early
             decoder = "pyav"
     except (sf.LibsndfileError, RuntimeError, EOFError):
         audio, native_rate = _read_pyav(path, max_seconds)
@@ -176,9 +181,14 @@ def _read_pyav(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
     if not runs:
         raise DecodeError(path, "no decodable audio frames")
     rate = runs[0][0]
-    audio = np.concatenate([np.concatenate(blocks) if run_rate == rate
-                            else soxr.resample(np.concatenate(blocks), run_rate, rate, quality="HQ")
-                            for run_rate, blocks in runs])
+    audio = np.concatenate(
+        [
+            np.concatenate(blocks)
+            if run_rate == rate
+            else soxr.resample(np.concatenate(blocks), run_rate, rate, quality="HQ")
+            for run_rate, blocks in runs
+        ]
+    )
     return audio[: int(max_seconds * rate)], rate
 
 
@@ -240,10 +250,15 @@ def _outcome(path: Path, future: Future, timeout: float) -> Any:
     try:
         return future.result()
     except TimeoutError:
-        return DecodeError(path, f"the decoder timed out (still busy after {timeout:.0f} s; stopped)")
+        return DecodeError(
+            path, f"the decoder timed out (still busy after {timeout:.0f} s; stopped)", transient=True
+        )
     except ProcessExpired as error:
-        return DecodeError(path, "the decoder crashed on this file "
-                                 f"(its worker process died, exit code {error.exitcode})")
+        return DecodeError(
+            path,
+            f"the decoder crashed on this file (its worker process died, exit code {error.exitcode})",
+            transient=True,
+        )
 
 
 def _decode_or_error(path: Path, sample_rate: int, transform: Callable | None) -> Any:
@@ -253,7 +268,7 @@ def _decode_or_error(path: Path, sample_rate: int, transform: Callable | None) -
     except DecodeError as error:
         return error
     except Exception as error:  # a decoder bug must cost one file, not the whole run
-        return DecodeError(path, f"decoder crashed: {type(error).__name__}: {error}")
+        return DecodeError(path, f"decoder crashed: {type(error).__name__}: {error}", transient=True)
 
 
 def _quiet_stderr() -> None:

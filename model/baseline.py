@@ -46,15 +46,20 @@ def feature_table(tracks: pd.DataFrame, cache: Path, workers: int) -> tuple[pd.D
 
     def save_part() -> None:
         buffer = io.BytesIO()
-        np.savez(buffer, keys=np.array(keys, dtype=str), features=np.array(rows, dtype=np.float32).reshape(-1, 518),
-                 reasons=np.array(reasons, dtype=str))
+        np.savez(
+            buffer,
+            keys=np.array(keys, dtype=str),
+            features=np.array(rows, dtype=np.float32).reshape(-1, 518),
+            reasons=np.array(reasons, dtype=str),
+        )
         write_atomic(cache / f"part-{len(list(cache.glob('part-*.npz'))):05d}.npz", buffer.getvalue())
         parts.append(np.load(io.BytesIO(buffer.getvalue())))
         keys.clear(), rows.clear(), reasons.clear()
 
     results = decode_many(todo["path"], SAMPLE_RATE, workers, prefetch=4, transform=features_or_reason)
-    for key, (_, result) in tqdm(zip(todo["key"].astype(str), results), total=len(todo), unit="track",
-                                 file=sys.stderr, mininterval=1.0):
+    for key, (_, result) in tqdm(
+        zip(todo["key"].astype(str), results), total=len(todo), unit="track", file=sys.stderr, mininterval=1.0
+    ):
         keys.append(key)
         if isinstance(result, np.ndarray):
             rows.append(result), reasons.append("")
@@ -101,8 +106,18 @@ def predict_proba(model, features: np.ndarray) -> np.ndarray:
 
 
 def save_model(path: Path, model, kind: str, class_prior: np.ndarray) -> None:
-    write_atomic(path, pickle.dumps({"kind": kind, "model": model, "class_prior": class_prior,
-                                     "features": FEATURE_NAMES, "classes": GENRES}))
+    write_atomic(
+        path,
+        pickle.dumps(
+            {
+                "kind": kind,
+                "model": model,
+                "class_prior": class_prior,
+                "features": FEATURE_NAMES,
+                "classes": GENRES,
+            }
+        ),
+    )
 
 
 def load_model(path: Path) -> dict:
@@ -112,4 +127,3 @@ def load_model(path: Path) -> dict:
     if tuple(saved["classes"]) != GENRES or tuple(saved["features"]) != FEATURE_NAMES:
         raise ValueError(f"{path} was made for other classes or features")
     return saved
-

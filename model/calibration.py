@@ -52,7 +52,9 @@ def output_log_loss(member_log_probs: Tensor, labels: Tensor, temperature: float
     return -probs.gather(1, labels.long().to(probs.device)[:, None]).log().mean()
 
 
-def fit_temperature(member_log_probs: Tensor, labels: Tensor, prior_sd: float = TEMPERATURE_PRIOR_SD) -> float:
+def fit_temperature(
+    member_log_probs: Tensor, labels: Tensor, prior_sd: float = TEMPERATURE_PRIOR_SD
+) -> float:
     """T maximising the posterior of `output_log_loss`'s likelihood under a normal prior on log T
     (see the module docstring); member_log_probs (members, n, classes), labels (n,)."""
     member_log_probs, labels = member_log_probs.double().detach().cpu(), labels.long().cpu()
@@ -61,7 +63,9 @@ def fit_temperature(member_log_probs: Tensor, labels: Tensor, prior_sd: float = 
 
     def closure():
         optimizer.zero_grad()
-        loss = output_log_loss(member_log_probs, labels, log_t.exp()) + (log_t**2).sum() / (2 * prior_sd**2 * len(labels))
+        loss = output_log_loss(member_log_probs, labels, log_t.exp()) + (log_t**2).sum() / (
+            2 * prior_sd**2 * len(labels)
+        )
         loss.backward()
         return loss
 

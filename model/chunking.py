@@ -15,21 +15,21 @@ import math
 import torch
 
 
-def chunk_starts(frames: int, chunk: int, max_chunks: int | None = None) -> list[int]:
+def chunk_starts(frames: int, chunk_frames: int, max_chunks: int | None = None) -> list[int]:
     """Start frames of the chunks that evenly cover a clip of `frames` frames; with `max_chunks`,
     at most that many, spread evenly from the clip's start to its end (a sample, for speed)."""
-    if frames <= chunk:
+    if frames <= chunk_frames:
         return [0]
-    count = math.ceil(frames / chunk)
+    count = math.ceil(frames / chunk_frames)
     if max_chunks is not None:
         count = min(count, max_chunks)
     if count == 1:
-        return [(frames - chunk) // 2]
-    return [round(i * (frames - chunk) / (count - 1)) for i in range(count)]
+        return [(frames - chunk_frames) // 2]
+    return [round(i * (frames - chunk_frames) / (count - 1)) for i in range(count)]
 
 
 def make_chunks(
-    specs: torch.Tensor, frames: list[int], chunk: int, max_chunks: int | None = None
+    specs: torch.Tensor, frames: list[int], chunk_frames: int, max_chunks: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut a padded batch of spectrograms into chunks.
 
@@ -39,10 +39,10 @@ def make_chunks(
     pieces, owners = [], []
     for clip, n in enumerate(frames):
         spec = specs[clip, :, :n]
-        if n < chunk:
-            spec = spec.repeat(1, math.ceil(chunk / n))[:, :chunk]
-        for start in chunk_starts(n, chunk, max_chunks):
-            pieces.append(spec[:, start : start + chunk])
+        if n < chunk_frames:
+            spec = spec.repeat(1, math.ceil(chunk_frames / n))[:, :chunk_frames]
+        for start in chunk_starts(n, chunk_frames, max_chunks):
+            pieces.append(spec[:, start : start + chunk_frames])
             owners.append(clip)
     owner = torch.tensor(owners, device=specs.device)
     return torch.stack(pieces), owner

@@ -1,288 +1,33 @@
-"""The ensemble on disk (a JSON manifest + one state dict per network) and in memory.
+"""The ensemble in memory: waveforms in, calibrated genre log-probabilities out.
 
-`weights/manifest.json` names every member: its kind, architecture and hyper-parameters, its
-state-dict file (with a SHA-256), the spectrogram config and chunk length it was trained with.
-A member trained on frozen pretrained weights may name those as its `base_state_dict` (with
-`base_sha256`): they are loaded first, and its own file holds only what it trained (a frozen
-musicnn head: 0.4 MB instead of 6.8 MB with its own copy of the taggers).
-It also holds the class list, the calibration temperature and the training class prior, so
-prediction rebuilds exactly what training used, and nothing else needs shipping.
-
-Member kinds: `prior` (the class prior, no audio needed), `cnn` (a network trained here from
-scratch), `zero_shot` (the pretrained musicnn taggers read through a fixed tag -> genre table,
-never fitted on FMA; its output is log genre evidence, to which the class prior is added) and
-`transfer` (a genre head trained here on the pretrained taggers' embedding).
-
-Members built on the same frozen pretrained taggers (the zero-shot member and frozen transfer
-heads: networks with `backbone_key`, `backbone` and `head_from`) share one run of the taggers per
-batch: each chunk goes through the taggers once, then through every such member's head.
+`load_ensemble` builds every member's network from the manifest (model/manifest.py) and loads its
+weights. Members built on the same frozen pretrained taggers (the zero-shot member and frozen
+transfer heads: networks with `backbone_key`, `backbone` and `head_from`) share one run of the
+taggers per batch: each chunk goes through the taggers once, then through every such member's head.
 
 Combining: each member gives per-clip log-probabilities (for a network: log-softmax of its outputs
-averaged over the clip's chunks, at most `max_chunks` of them spread over the clip when set; for a
-`prior` member: the log class prior); `calibration.combine` averages them and applies the
-temperature, and `calibration.floor_probabilities` bounds what one mistake can cost (the rule is
-written once, in model/calibration.py, for prediction and training alike).
-
-`save_ensemble` writes the state dicts under content-addressed names first and the manifest last
-(atomic rename): a crash at any point leaves the previous ensemble loadable.
+averaged over the clip's chunks, at most `max_chunks` of them spread over the clip when set; for
+the zero-shot member after adding the log class prior to its log genre evidence; for a `prior`
+member: the log class prior); `calibration.combine` averages them and applies the temperature, and
+`calibration.floor_probabilities` bounds what one mistake can cost (the rule is written once, in
+model/calibration.py, for prediction and training alike).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .atomic import write_atomic
 from .calibration import combine, floor_probabilities
 from .chunking import make_chunks, mean_by_owner
 from .genres import GENRES
-from .networks import ARCHITECTURE_KINDS, ARCHITECTURES, REQUIRED_SPECTROGRAMS, build_network
-from .spectrogram import LogMel, SpectrogramConfig
-
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
-MEMBER_KINDS = ("prior", "cnn", "zero_shot", "transfer")
-_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
-
-
-class ManifestError(Exception):
-    """The weights folder is not a valid ensemble; the message says what is wrong and where."""
-
-
-@dataclass(frozen=True)
-class MemberSpec:
-    name: str
-    kind: str  # one of MEMBER_KINDS (see the module docstring)
-    architecture: str | None = None
-    hparams: dict = field(default_factory=dict)
-    state_dict: str | None = None  # path relative to the weights folder
-    sha256: str | None = None
-    spectrogram: SpectrogramConfig | None = None
-    chunk_seconds: float | None = None
-    max_chunks: int | None = None  # chunks scored per clip, spread evenly; None: cover the clip
-    base_state_dict: str | None = None  # frozen pretrained weights loaded before `state_dict`
-    base_sha256: str | None = None
-
-    def to_json(self) -> dict:
-        if self.kind == "prior":
-            return {"name": self.name, "kind": self.kind}
-        base = {"base_state_dict": self.base_state_dict, "base_sha256": self.base_sha256} if self.base_state_dict else {}
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "architecture": self.architecture,
-            "hparams": self.hparams,
-            "state_dict": self.state_dict,
-            "sha256": self.sha256,
-            "spectrogram": self.spectrogram.to_dict(),
-            "chunk_seconds": self.chunk_seconds,
-            "max_chunks": self.max_chunks,
-            **base,
-        }
-
-
-@dataclass(frozen=True)
-class Manifest:
-    classes: tuple[str, ...]
-    sample_rate: int
-    temperature: float
-    class_prior: tuple[float, ...]
-    members: tuple[MemberSpec, ...]
-    description: str = ""
-
-    @property
-    def prior_only(self) -> bool:
-        """True when no member listens to the audio."""
-        return all(m.kind == "prior" for m in self.members)
-
-    @property
-    def zero_shot_only(self) -> bool:
-        """True when members listen to the audio but none was fitted on genre labels."""
-        return not self.prior_only and all(m.kind in ("prior", "zero_shot") for m in self.members)
-
-    def to_json(self) -> dict:
-        return {
-            "format_version": FORMAT_VERSION,
-            "description": self.description,
-            "classes": list(self.classes),
-            "sample_rate": self.sample_rate,
-            "temperature": self.temperature,
-            "class_prior": list(self.class_prior),
-            "members": [m.to_json() for m in self.members],
-        }
-
-
-def load_manifest(weights_dir: str | os.PathLike) -> Manifest:
-    """Read and validate `weights_dir/manifest.json` and the files it names; raises ManifestError."""
-    weights_dir = Path(weights_dir)
-    path = weights_dir / MANIFEST
-    if not weights_dir.is_dir():
-        raise ManifestError(f"weights folder {weights_dir} does not exist")
-    if not path.is_file():
-        raise ManifestError(f"{path} is missing: a weights folder needs the manifest train.py writes")
-    raw = path.read_bytes()
-    _refuse_lfs_pointer(path, raw)
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ManifestError(f"{path} is not valid JSON: {error}") from None
-    manifest = _parse_manifest(data, path)
-    for member in manifest.members:
-        if member.kind != "prior":
-            _check_state_dict_file(weights_dir, member, path)
-    return manifest
-
-
-def _parse_manifest(data: object, path: Path) -> Manifest:
-    def fail(message: str) -> ManifestError:
-        return ManifestError(f"{path}: {message}")
-
-    if not isinstance(data, dict):
-        raise fail("expected a JSON object at the top level")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise fail(f"format_version is {data.get('format_version')!r}, this code reads {FORMAT_VERSION}")
-    missing = [k for k in ("classes", "sample_rate", "temperature", "class_prior", "members") if k not in data]
-    if missing:
-        raise fail(f"missing key(s): {', '.join(missing)}")
-
-    classes = tuple(data["classes"]) if isinstance(data["classes"], list) else ()
-    if classes != GENRES:
-        unknown = [c for c in classes if c not in GENRES]
-        absent = [g for g in GENRES if g not in classes]
-        if unknown or absent:
-            detail = f"unknown: {unknown}, absent: {absent}"
-        else:
-            detail = "the same names in another order"
-        raise fail(f"class list differs from the grader's 16 genres ({detail}); expected {list(GENRES)}")
-
-    sample_rate = data["sample_rate"]
-    if not isinstance(sample_rate, int) or sample_rate <= 0:
-        raise fail(f"sample_rate must be a positive integer, got {sample_rate!r}")
-    temperature = data["temperature"]
-    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
-        raise fail(f"temperature must be a positive number, got {temperature!r}")
-    prior = data["class_prior"]
-    if (
-        not isinstance(prior, list)
-        or len(prior) != len(GENRES)
-        or not all(isinstance(p, (int, float)) and p > 0 for p in prior)
-        or abs(sum(prior) - 1) > 1e-6
-    ):
-        raise fail(f"class_prior must be {len(GENRES)} positive numbers summing to 1, got {prior!r}")
-
-    members_json = data["members"]
-    if not isinstance(members_json, list) or not members_json:
-        raise fail("members must be a non-empty list")
-    members = tuple(_parse_member(m, i, sample_rate, fail) for i, m in enumerate(members_json))
-    names = [m.name for m in members]
-    if len(set(names)) != len(names):
-        raise fail(f"member names must be unique, got {names}")
-    return Manifest(
-        classes=classes,
-        sample_rate=sample_rate,
-        temperature=float(temperature),
-        class_prior=tuple(float(p) for p in prior),
-        members=members,
-        description=str(data.get("description", "")),
-    )
-
-
-def _parse_member(data: object, index: int, sample_rate: int, fail) -> MemberSpec:
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        raise fail(f"member {index} must be an object with a string 'name'")
-    name, kind = data["name"], data.get("kind")
-    where = f"member {name!r}"
-    if kind not in MEMBER_KINDS:
-        raise fail(f"{where}: kind must be one of {MEMBER_KINDS}, got {kind!r}")
-    if kind == "prior":
-        return MemberSpec(name=name, kind=kind)
-    for key in ("architecture", "hparams", "state_dict", "sha256", "spectrogram", "chunk_seconds"):
-        if key not in data:
-            raise fail(f"{where}: missing key {key!r}")
-    architecture = data["architecture"]
-    if architecture not in ARCHITECTURES:
-        raise fail(f"{where}: unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
-    if ARCHITECTURE_KINDS[architecture] != kind:
-        raise fail(f"{where}: architecture {architecture} is of kind {ARCHITECTURE_KINDS[architecture]!r}, not {kind!r}")
-    try:
-        spectrogram = SpectrogramConfig(**data["spectrogram"])
-    except (TypeError, ValueError) as error:
-        raise fail(f"{where}: bad spectrogram config: {error}") from None
-    required = REQUIRED_SPECTROGRAMS.get(architecture)
-    if required is not None and spectrogram != required:
-        raise fail(f"{where}: {architecture} was pretrained on the spectrogram {required.to_dict()}, "
-                   f"the manifest gives {spectrogram.to_dict()}")
-    state_path = _inside(data["state_dict"], f"{where}: state_dict", fail)
-    base_path = data.get("base_state_dict")
-    if base_path is not None:
-        base_path = _inside(base_path, f"{where}: base_state_dict", fail).as_posix()
-        if "base_sha256" not in data:
-            raise fail(f"{where}: base_state_dict needs its base_sha256")
-    max_chunks = data.get("max_chunks")
-    if max_chunks is not None and (not isinstance(max_chunks, int) or isinstance(max_chunks, bool) or max_chunks < 1):
-        raise fail(f"{where}: max_chunks must be a positive integer or null, got {max_chunks!r}")
-    if spectrogram.sample_rate != sample_rate:
-        raise fail(f"{where}: spectrogram sample_rate {spectrogram.sample_rate} differs from the ensemble's {sample_rate}")
-    chunk = data["chunk_seconds"]
-    if not isinstance(chunk, (int, float)) or chunk <= 0:
-        raise fail(f"{where}: chunk_seconds must be positive, got {chunk!r}")
-    if not isinstance(data["hparams"], dict):
-        raise fail(f"{where}: hparams must be an object")
-    return MemberSpec(
-        name=name,
-        kind=kind,
-        architecture=architecture,
-        hparams=data["hparams"],
-        state_dict=state_path.as_posix(),
-        sha256=str(data["sha256"]),
-        spectrogram=spectrogram,
-        chunk_seconds=float(chunk),
-        max_chunks=max_chunks,
-        base_state_dict=base_path,
-        base_sha256=str(data["base_sha256"]) if base_path else None,
-    )
-
-
-def _inside(value: object, what: str, fail) -> Path:
-    path = Path(str(value))
-    if path.is_absolute() or ".." in path.parts:
-        raise fail(f"{what} must be a path inside the weights folder, got {str(path)!r}")
-    return path
-
-
-def _check_state_dict_file(weights_dir: Path, member: MemberSpec, manifest_path: Path) -> None:
-    files = [(member.state_dict, member.sha256)]
-    if member.base_state_dict:
-        files.append((member.base_state_dict, member.base_sha256))
-    for name, expected in files:
-        path = weights_dir / name
-        if not path.is_file():
-            raise ManifestError(f"{manifest_path}: member {member.name!r}: state-dict file {path} is missing")
-        raw = path.read_bytes()
-        _refuse_lfs_pointer(path, raw)
-        digest = hashlib.sha256(raw).hexdigest()
-        if digest != expected:
-            raise ManifestError(
-                f"{path}: SHA-256 is {digest[:12]}..., the manifest expects {expected[:12]}...: "
-                "the file is corrupt or belongs to another ensemble"
-            )
-
-
-def _refuse_lfs_pointer(path: Path, raw: bytes) -> None:
-    if raw.startswith(_LFS_POINTER):
-        raise ManifestError(
-            f"{path} is a Git LFS pointer, not the file itself: run `git lfs pull`, "
-            "or commit weights as plain files (repo2docker does not resolve LFS)"
-        )
+from .manifest import Manifest, ManifestError, load_manifest
+from .networks import build_network
+from .spectrogram import LogMel
 
 
 class Ensemble(nn.Module):
@@ -296,8 +41,11 @@ class Ensemble(nn.Module):
         self.config_keys = {config: f"spec{i}" for i, config in enumerate(configs)}
         self.logmels = nn.ModuleDict({key: LogMel(config) for config, key in self.config_keys.items()})
         self.register_buffer("log_prior", torch.tensor(manifest.class_prior).log().float(), persistent=False)
-        self.backbone_keys = {name: network.backbone_key() for name, network in networks.items()
-                              if hasattr(network, "backbone_key")}
+        self.backbone_keys = {
+            name: network.backbone_key()
+            for name, network in networks.items()
+            if hasattr(network, "backbone_key")
+        }
 
     @property
     def device(self) -> torch.device:
@@ -314,7 +62,9 @@ class Ensemble(nn.Module):
         """(clips, samples) -> each spectrogram config's log-mel (clips, mels, frames), once per config."""
         return {key: logmel(waveforms) for key, logmel in self.logmels.items()}
 
-    def member_log_probs(self, specs: dict[str, torch.Tensor], frames: dict[str, list[int]], clips: int) -> torch.Tensor:
+    def member_log_probs(
+        self, specs: dict[str, torch.Tensor], frames: dict[str, list[int]], clips: int
+    ) -> torch.Tensor:
         """Each member's log-probabilities (members, clips, classes) for clips given as log-mels
         (`spectrograms`' output, or stretches of it: model/segments.py) with their valid frames."""
         chunk_cache: dict[tuple[str, int, int | None], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -325,9 +75,15 @@ class Ensemble(nn.Module):
                 member_log_probs.append(self.log_prior.expand(clips, -1))
                 continue
             config = member.spectrogram
-            chunk_key = (self.config_keys[config], config.seconds_to_frames(member.chunk_seconds), member.max_chunks)
+            chunk_key = (
+                self.config_keys[config],
+                config.seconds_to_frames(member.chunk_seconds),
+                member.max_chunks,
+            )
             if chunk_key not in chunk_cache:
-                chunk_cache[chunk_key] = make_chunks(specs[chunk_key[0]], frames[chunk_key[0]], *chunk_key[1:])
+                chunk_cache[chunk_key] = make_chunks(
+                    specs[chunk_key[0]], frames[chunk_key[0]], *chunk_key[1:]
+                )
             chunks, owner = chunk_cache[chunk_key]
             network, backbone_key = self.networks[member.name], self.backbone_keys.get(member.name)
             if backbone_key is None:
@@ -349,18 +105,18 @@ class Ensemble(nn.Module):
 
 
 def clip_logits(
-    network: nn.Module, chunks: torch.Tensor, owner: torch.Tensor, clips: int, max_chunks: int = 64
+    network: nn.Module, chunks: torch.Tensor, owner: torch.Tensor, clips: int, chunks_per_call: int = 64
 ) -> torch.Tensor:
     """A clip's logits: the mean of its chunks' logits (chunks from `chunking.make_chunks`).
     Used by prediction and by training's evaluation alike."""
-    logits = torch.cat([out.float() for out in in_slices(network, network, chunks, max_chunks)])
+    logits = torch.cat([out.float() for out in in_slices(network, network, chunks, chunks_per_call)])
     return mean_by_owner(logits, owner, clips)
 
 
-def in_slices(network: nn.Module, function, chunks: torch.Tensor, max_chunks: int = 64) -> list:
-    """`function` applied to at most `max_chunks` chunks at a time (fewer if the network says so in
-    `chunks_per_call`), which bounds activation memory whatever the batch of clips."""
-    step = min(max_chunks, getattr(network, "chunks_per_call", max_chunks))
+def in_slices(network: nn.Module, function, chunks: torch.Tensor, chunks_per_call: int = 64) -> list:
+    """`function` applied to at most `chunks_per_call` chunks at a time (fewer if the network sets
+    its own `chunks_per_call`), which bounds activation memory whatever the batch of clips."""
+    step = min(chunks_per_call, getattr(network, "chunks_per_call", chunks_per_call))
     return [function(chunks[i : i + step]) for i in range(0, len(chunks), step)]
 
 
@@ -374,7 +130,9 @@ def load_ensemble(weights_dir: str | os.PathLike, device: torch.device | str = "
             continue
         where = f"{weights_dir / member.state_dict} (member {member.name!r})"
         try:
-            network = build_network(member.architecture, member.spectrogram.n_mels, len(GENRES), member.hparams)
+            network = build_network(
+                member.architecture, member.spectrogram.n_mels, len(GENRES), member.hparams
+            )
         except ValueError as error:
             raise ManifestError(f"{where}: {error}") from None
         try:
@@ -387,65 +145,3 @@ def load_ensemble(weights_dir: str | os.PathLike, device: torch.device | str = "
             raise ManifestError(f"{where}: cannot load the state dict: {error}") from None
         networks[member.name] = network
     return Ensemble(manifest, networks).to(device).eval()
-
-
-def save_ensemble(
-    weights_dir: str | os.PathLike, manifest: Manifest, state_dicts: dict[str, dict[str, torch.Tensor]]
-) -> Manifest:
-    """Write an ensemble so that a crash never leaves a half-written one.
-
-    Members named in `state_dicts` get their weights written (content-addressed) and their
-    `state_dict`/`sha256` filled in; a member not named there keeps the file its spec refers to,
-    which must already be in `weights_dir` (e.g. weights/musicnn/musicnn_pair.pt for the zero-shot
-    member). Returns the manifest as written.
-    """
-    weights_dir = Path(weights_dir)
-    weights_dir.mkdir(parents=True, exist_ok=True)
-    members = []
-    for member in manifest.members:
-        if member.kind == "prior" or member.name not in state_dicts:
-            members.append(member)
-            continue
-        raw = _serialise(state_dicts[member.name])
-        digest = hashlib.sha256(raw).hexdigest()
-        file_name = f"{member.name}-{digest[:12]}.pt"  # content-addressed: never overwrites a live file
-        write_atomic(weights_dir / file_name, raw)
-        members.append(MemberSpec(**{**member.__dict__, "state_dict": file_name, "sha256": digest}))
-    written = Manifest(**{**manifest.__dict__, "members": tuple(members)})
-    text = json.dumps(written.to_json(), indent=2) + "\n"
-    _parse_manifest(json.loads(text), weights_dir / MANIFEST)  # never write what load would refuse
-    for member in members:
-        if member.kind != "prior" and member.name not in state_dicts:  # a file referred to, not just written
-            _check_state_dict_file(weights_dir, member, weights_dir / MANIFEST)
-    write_atomic(weights_dir / MANIFEST, text.encode())  # the commit point
-    live = {m.state_dict for m in members if m.state_dict}
-    for stale in weights_dir.glob("*.pt"):
-        if stale.name not in live:
-            stale.unlink()
-    return written
-
-
-def place_base_weights(weights_dir: str | os.PathLike, source: str | os.PathLike) -> tuple[str, str]:
-    """Make frozen pretrained weights available to a member as its `base_state_dict`: `source`,
-    with the licence (`LICENSE*`) and `provenance.json` beside it, is copied to
-    `weights_dir/<its folder name>/` unless already there. Returns (path relative to
-    `weights_dir`, SHA-256)."""
-    source = Path(source)
-    relative = f"{source.parent.name}/{source.name}"
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    target = Path(weights_dir) / relative
-    if target.is_file():
-        if hashlib.sha256(target.read_bytes()).hexdigest() != digest:
-            raise ValueError(f"{target} holds other weights than {source}: write the ensemble elsewhere (--out)")
-        return relative, digest
-    companions = [p for p in source.parent.iterdir() if p.name.startswith("LICENSE") or p.name == "provenance.json"]
-    for item in [*companions, source]:
-        write_atomic(target.parent / item.name, item.read_bytes())
-    return relative, digest
-
-
-def _serialise(state_dict: dict[str, torch.Tensor]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, buffer)
-    return buffer.getvalue()
-

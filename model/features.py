@@ -6,8 +6,8 @@ config gets a different cache):
   logmel.f16    all spectrograms back to back, float16, shape (total frames, n_mels), memory-mapped
   index.csv     key, offset, frames, status ("ok" | "failed"), reason -- one row per track seen
 
-Built in parallel worker processes (decode + log-mel on the CPU, one torch thread each, the
-fastest layout measured here) through the same `decode` and `LogMel` as prediction; several
+Built in parallel worker processes (decode + log-mel on the CPU, one torch thread each: the
+fastest layout, README, Benchmarks) through the same `decode` and `LogMel` as prediction; several
 configs (the CNNs' and musicnn's) are filled from one decoding pass. Resumable:
 the index is saved every few hundred tracks and the data file is cut back to what the index
 covers, so a rerun after a crash continues where the last save left off and skips what is
@@ -28,10 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from .atomic import write_atomic
 from .audio import Decoded, DecodeError, decode_many, unusable_reason
+from .fma import SPLITS
+from .genres import GENRES
 from .spectrogram import LogMel, SpectrogramConfig
 
 FEATURES_VERSION = 1  # bump when decoding or the log-mel changes in a way that alters the numbers
@@ -54,6 +57,100 @@ class FeatureCache:
         return self.data[row.offset : row.offset + row.frames].T.astype(np.float32)
 
 
+@dataclass
+class ClipSet:
+    """Clips of one split inside the feature store: where each starts, its length, its label."""
+
+    offsets: torch.Tensor  # (clips,) int64, first frame in the store
+    frames: torch.Tensor  # (clips,) int64
+    labels: torch.Tensor  # (clips,) int64 class index
+
+    def to(self, device: torch.device) -> ClipSet:
+        return ClipSet(self.offsets.to(device), self.frames.to(device), self.labels.to(device))
+
+
+class FeatureStore:
+    """All cached log-mels as one (total frames, n_mels) fp16 tensor, on the GPU when it fits.
+    `compression` is the cache's (see model/spectrogram.py), for augmentations in the power domain."""
+
+    def __init__(self, data: np.ndarray, device: torch.device, compression: str = "db"):
+        self.compression = compression
+        array = np.asarray(data)
+        self.on_device = False
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if array.nbytes < 0.7 * free:  # leave room for the network and activations
+                self.features = torch.from_numpy(array).to(device)
+                self.on_device = True
+        if not self.on_device:
+            self.features = torch.from_numpy(array)  # memory-mapped: pages come in as crops need them
+        self.device = device
+
+    def crops(
+        self, clips: ClipSet, which: torch.Tensor, starts: torch.Tensor, chunk_frames: int
+    ) -> torch.Tensor:
+        """(batch, n_mels, chunk) float32 crops on the training device; short clips wrap around.
+        Index tensors already on the features' device cost no copy (train_member puts them there)."""
+        feature_device = self.features.device
+        which, starts = which.to(feature_device), starts.to(feature_device)
+        frames = clips.frames.to(feature_device)[which]
+        steps = torch.arange(chunk_frames, device=feature_device)
+        rows = clips.offsets.to(feature_device)[which][:, None] + (starts[:, None] + steps) % frames[:, None]
+        batch = self.features[rows]
+        if not self.on_device:
+            batch = batch.pin_memory() if self.device.type == "cuda" else batch
+        return batch.to(self.device, non_blocking=True).transpose(1, 2).float()
+
+    def clip_specs(self, clips: ClipSet, which: list[int]) -> tuple[torch.Tensor, list[int]]:
+        """Whole clips, zero-padded to the longest: (len(which), n_mels, max frames), frames."""
+        frames = [int(clips.frames[i]) for i in which]
+        batch = torch.zeros(len(which), self.features.shape[1], max(frames), device=self.device)
+        for row, i in enumerate(which):
+            start = int(clips.offsets[i])
+            batch[row, :, : frames[row]] = (
+                self.features[start : start + frames[row]].to(self.device).T.float()
+            )
+        return batch, frames
+
+
+@dataclass
+class TrainingData:
+    """What training reads: each spectrogram config's feature store, and each split's clips in it
+    (the same tracks for every config: those every cache could use)."""
+
+    stores: dict[SpectrogramConfig, FeatureStore]
+    splits: dict[SpectrogramConfig, dict[str, ClipSet]]
+
+    @classmethod
+    def build(
+        cls,
+        cache_root: str | Path,
+        configs: list[SpectrogramConfig],
+        tracks: pd.DataFrame,
+        workers: int,
+        device,
+    ) -> TrainingData:
+        """Caches for `configs` (built where missing) of `tracks` (key, path, split, genre)."""
+        configs = list(dict.fromkeys(configs))
+        caches = build_caches(cache_root, configs, tracks[["key", "path"]], workers)
+        usable_keys = set.intersection(*(set(cache.ok()["key"]) for cache in caches.values()))
+        usable = tracks[tracks["key"].isin(usable_keys)]
+        label_of = {genre: i for i, genre in enumerate(GENRES)}
+        splits = {}
+        for config in configs:
+            located = usable.merge(caches[config].ok()[["key", "offset", "frames"]], on="key")
+            splits[config] = {
+                split: ClipSet(
+                    torch.tensor(rows["offset"].values, dtype=torch.long),
+                    torch.tensor(rows["frames"].values, dtype=torch.long),
+                    torch.tensor(rows["genre"].map(label_of).values, dtype=torch.long),
+                )
+                for split, rows in ((s, located[located["split"] == s]) for s in SPLITS)
+            }
+        stores = {config: FeatureStore(caches[config].data, device, config.compression) for config in configs}
+        return cls(stores, splits)
+
+
 def cache_folder(root: str | Path, config: SpectrogramConfig) -> Path:
     blob = json.dumps({"version": FEATURES_VERSION, **config.to_dict()}, sort_keys=True)
     return Path(root) / f"logmel-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
@@ -68,9 +165,15 @@ class _CacheWriter:
         write_atomic(self.folder / "config.json", json.dumps(config.to_dict(), indent=2).encode())
         self.index = _read_index(self.folder)
         self.bytes_per_frame = 2 * config.n_mels
-        covered = int((self.index["offset"] + self.index["frames"]).max()) if (self.index["status"] == "ok").any() else 0
+        covered = (
+            int((self.index["offset"] + self.index["frames"]).max())
+            if (self.index["status"] == "ok").any()
+            else 0
+        )
         self.data = open(self.folder / "logmel.f16", "ab")  # noqa: SIM115 -- closed in close()
-        self.data.truncate(covered * self.bytes_per_frame)  # drop what a crash wrote after the last index save
+        self.data.truncate(
+            covered * self.bytes_per_frame
+        )  # drop what a crash wrote after the last index save
         self.data.seek(0, os.SEEK_END)
         self.offset, self.rows = covered, []
         self.done = set(self.index["key"])
@@ -110,28 +213,40 @@ def build_caches(
     pass serves them all (configs of one sample rate), and a track computes only the configs
     whose cache lacks it. Returns the opened caches."""
     if len({config.sample_rate for config in configs}) > 1:
-        return {c: cache for config in configs for c, cache in build_caches(root, [config], tracks, workers).items()}
+        return {
+            c: cache
+            for config in configs
+            for c, cache in build_caches(root, [config], tracks, workers).items()
+        }
     writers = [_CacheWriter(root, config) for config in configs]
     tracks = tracks.assign(key=tracks["key"].astype(str)).drop_duplicates("key")
     for writer in writers:
-        print(f"feature cache {writer.folder}: {len(writer.done)} tracks cached, "
-              f"{int((~tracks['key'].isin(writer.done)).sum())} to compute", file=sys.stderr)
+        print(
+            f"feature cache {writer.folder}: {len(writer.done)} tracks cached, "
+            f"{int((~tracks['key'].isin(writer.done)).sum())} to compute",
+            file=sys.stderr,
+        )
     # which caches lack each track; usually every track lacks all or none of them
     missing = tracks["key"].map(lambda key: tuple(i for i, w in enumerate(writers) if key not in w.done))
     todo = int((missing.str.len() > 0).sum())
     start = time.perf_counter()
     try:
-        with tqdm(total=todo, unit="track", file=sys.stderr, mininterval=1.0, dynamic_ncols=True,
-                  disable=not todo) as progress:
+        with tqdm(
+            total=todo, unit="track", file=sys.stderr, mininterval=1.0, dynamic_ncols=True, disable=not todo
+        ) as progress:
             for needed, group in tracks.groupby(missing, sort=False):
                 if not needed:
                     continue
                 transform = partial(log_mel_features, configs=tuple(configs[i] for i in needed))
-                results = decode_many(group["path"], configs[0].sample_rate, workers, prefetch=8, transform=transform)
+                results = decode_many(
+                    group["path"], configs[0].sample_rate, workers, prefetch=8, transform=transform
+                )
                 for key, (_, result) in zip(group["key"], results):  # results come in input order
                     if isinstance(result, DecodeError):
                         result = result.reason
-                    for i, features in zip(needed, result if isinstance(result, tuple) else [result] * len(needed)):
+                    for i, features in zip(
+                        needed, result if isinstance(result, tuple) else [result] * len(needed)
+                    ):
                         writers[i].add(key, features)
                     progress.update()
     except BaseException:  # ^C or an error: keep every track computed so far for the rerun
@@ -140,8 +255,10 @@ def build_caches(
         raise
     if todo:
         elapsed = time.perf_counter() - start
-        print(f"feature cache: {todo} tracks in {elapsed:.0f} s ({todo / max(elapsed, 1e-9):.1f} tracks/s)",
-              file=sys.stderr)
+        print(
+            f"feature cache: {todo} tracks in {elapsed:.0f} s ({todo / max(elapsed, 1e-9):.1f} tracks/s)",
+            file=sys.stderr,
+        )
     caches = {writer.config: writer.close() for writer in writers}
     _report_failures(list(caches.values()))
     return caches
@@ -158,7 +275,9 @@ def _report_failures(caches: list[FeatureCache]) -> None:
         print(f"  ... and {len(bad) - 20} more (see {caches[0].folder / 'index.csv'})", file=sys.stderr)
 
 
-def build_cache(root: str | Path, config: SpectrogramConfig, tracks: pd.DataFrame, workers: int) -> FeatureCache:
+def build_cache(
+    root: str | Path, config: SpectrogramConfig, tracks: pd.DataFrame, workers: int
+) -> FeatureCache:
     """`build_caches` for one config."""
     return build_caches(root, [config], tracks, workers)[config]
 
@@ -168,15 +287,20 @@ def open_cache(folder: Path, config: SpectrogramConfig) -> FeatureCache:
     path = folder / "logmel.f16"
     frames = path.stat().st_size // (2 * config.n_mels) if path.exists() else 0
     # copy-on-write: writable for torch.from_numpy, yet nothing ever reaches the file
-    data = (np.memmap(path, dtype=np.float16, mode="c", shape=(frames, config.n_mels)) if frames
-            else np.zeros((0, config.n_mels), np.float16))
+    data = (
+        np.memmap(path, dtype=np.float16, mode="c", shape=(frames, config.n_mels))
+        if frames
+        else np.zeros((0, config.n_mels), np.float16)
+    )
     return FeatureCache(folder, config, index, data)
 
 
 _logmels: dict[SpectrogramConfig, LogMel] = {}
 
 
-def log_mel_features(decoded: Decoded, configs: tuple[SpectrogramConfig, ...]) -> tuple[np.ndarray, ...] | str:
+def log_mel_features(
+    decoded: Decoded, configs: tuple[SpectrogramConfig, ...]
+) -> tuple[np.ndarray, ...] | str:
     """Worker side: one (frames, n_mels) float16 log-mel per config, or the reason the clip is unusable."""
     import torch
 
@@ -198,9 +322,15 @@ def _read_index(folder: Path) -> pd.DataFrame:
     path = folder / "index.csv"
     if path.exists():
         return pd.read_csv(path, dtype={"key": str, "reason": str}, keep_default_na=False)
-    return pd.DataFrame({"key": pd.Series(dtype=str), "offset": pd.Series(dtype=np.int64),
-                         "frames": pd.Series(dtype=np.int64), "status": pd.Series(dtype=str),
-                         "reason": pd.Series(dtype=str)})
+    return pd.DataFrame(
+        {
+            "key": pd.Series(dtype=str),
+            "offset": pd.Series(dtype=np.int64),
+            "frames": pd.Series(dtype=np.int64),
+            "status": pd.Series(dtype=str),
+            "reason": pd.Series(dtype=str),
+        }
+    )
 
 
 def _save_index(folder: Path, index: pd.DataFrame, rows: list, data) -> pd.DataFrame:

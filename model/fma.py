@@ -25,6 +25,7 @@ from .genres import GENRES
 
 SPLITS = ("training", "validation", "test")
 
+
 class DataError(Exception):
     """The labels or the audio folder are not what they should be; the message says how."""
 
@@ -52,11 +53,13 @@ def read_tracks(metadata: str | Path, subset: str = "medium") -> pd.DataFrame:
         raise DataError(f"unknown subset {subset!r}: use one of {order}")
     in_subset = tracks[("set", "subset")].map({s: i for i, s in enumerate(order)}) <= order.index(subset)
     tracks = tracks[in_subset & tracks[("track", "genre_top")].notna()]
-    table = pd.DataFrame({
-        "key": tracks.index.astype(str),
-        "genre": tracks[("track", "genre_top")].astype(str).values,
-        "split": tracks[("set", "split")].astype(str).values,
-    })
+    table = pd.DataFrame(
+        {
+            "key": tracks.index.astype(str),
+            "genre": tracks[("track", "genre_top")].astype(str).values,
+            "split": tracks[("set", "split")].astype(str).values,
+        }
+    )
     _check_genres(table, path)
     return table
 
@@ -71,11 +74,13 @@ def load_fma(metadata_dir: str | Path, audio_dir: str | Path, subset: str = "med
 def load_crowdai_labels(labels_csv: str | Path, audio_dir: str | Path, seed: int = 0) -> pd.DataFrame:
     """crowdAI's train_labels.csv (track_id,genre), randomly split 80/10/10 by genre."""
     labels = _read_csv(labels_csv, ("track_id", "genre"))
-    table = pd.DataFrame({
-        "key": labels["track_id"].astype(int).astype(str),
-        "path": [audio_path(audio_dir, tid) for tid in labels["track_id"]],
-        "genre": labels["genre"].astype(str),
-    })
+    table = pd.DataFrame(
+        {
+            "key": labels["track_id"].astype(int).astype(str),
+            "path": [audio_path(audio_dir, tid) for tid in labels["track_id"]],
+            "genre": labels["genre"].astype(str),
+        }
+    )
     _check_genres(table, labels_csv)
     table = _keep_existing_audio(table, Path(audio_dir))
     return stratified_split(table, seed)
@@ -85,11 +90,13 @@ def load_path_labels(labels_csv: str | Path, seed: int = 0) -> pd.DataFrame:
     """Any `path,genre` CSV (an optional `split` column is honoured), for users' own data."""
     labels = _read_csv(labels_csv, ("path", "genre"))
     base = Path(labels_csv).resolve().parent
-    table = pd.DataFrame({
-        "key": labels["path"].astype(str),
-        "path": [Path(p) if Path(p).is_absolute() else base / p for p in labels["path"].astype(str)],
-        "genre": labels["genre"].astype(str),
-    })
+    table = pd.DataFrame(
+        {
+            "key": labels["path"].astype(str),
+            "path": [Path(p) if Path(p).is_absolute() else base / p for p in labels["path"].astype(str)],
+            "genre": labels["genre"].astype(str),
+        }
+    )
     _check_genres(table, labels_csv)
     if "split" in labels.columns:
         table["split"] = labels["split"].astype(str)
@@ -100,8 +107,9 @@ def load_path_labels(labels_csv: str | Path, seed: int = 0) -> pd.DataFrame:
     return stratified_split(_keep_existing_audio(table, None), seed)
 
 
-def load_labelled_audio(metadata: str | None, audio: str | None, labels: str | None,
-                        subset: str = "medium", seed: int = 0) -> pd.DataFrame:
+def load_labelled_audio(
+    metadata: str | None, audio: str | None, labels: str | None, subset: str = "medium", seed: int = 0
+) -> pd.DataFrame:
     """The training table from whichever source the user gave (see the module docstring):
     --metadata + --audio (FMA), --labels + --audio (crowdAI), or --labels alone (path,genre)."""
     if metadata:
@@ -109,16 +117,20 @@ def load_labelled_audio(metadata: str | None, audio: str | None, labels: str | N
             raise DataError("--metadata needs --audio (the unzipped fma_medium/ folder)")
         return load_fma(metadata, audio, subset)
     if not labels:
-        raise DataError("give --metadata and --audio (FMA), or --labels (with --audio for crowdAI's track_id,genre)")
+        raise DataError(
+            "give --metadata and --audio (FMA), or --labels (with --audio for crowdAI's track_id,genre)"
+        )
     return load_crowdai_labels(labels, audio, seed) if audio else load_path_labels(labels, seed)
 
 
 def stratified_split(table: pd.DataFrame, seed: int, fractions=(0.8, 0.1, 0.1)) -> pd.DataFrame:
     """Per genre, shuffle with `seed` and cut into training/validation/test (each genre with >= 3
     tracks gets at least one in every split). Not artist-filtered: scores will be optimistic."""
-    warnings.warn("no official split: using a random stratified split, which is not artist-filtered "
-                  "(tracks of one artist can land on both sides, so validation scores are optimistic)",
-                  stacklevel=2)
+    warnings.warn(
+        "no official split: using a random stratified split, which is not artist-filtered "
+        "(tracks of one artist can land on both sides, so validation scores are optimistic)",
+        stacklevel=2,
+    )
     rng = np.random.default_rng(seed)
     split = pd.Series("training", index=table.index)
     for _, rows in table.groupby("genre"):
@@ -143,7 +155,9 @@ def _read_csv(path: str | Path, columns: tuple[str, ...], **read_options) -> pd.
 def _check_genres(table: pd.DataFrame, source) -> None:
     unknown = sorted(set(table["genre"]) - set(GENRES))
     if unknown:
-        raise DataError(f"{source}: unknown genre(s) {unknown}; labels must be among the 16 FMA genres {list(GENRES)}")
+        raise DataError(
+            f"{source}: unknown genre(s) {unknown}; labels must be among the 16 FMA genres {list(GENRES)}"
+        )
 
 
 def _keep_existing_audio(table: pd.DataFrame, audio_dir: Path | None) -> pd.DataFrame:
@@ -156,7 +170,9 @@ def _keep_existing_audio(table: pd.DataFrame, audio_dir: Path | None) -> pd.Data
     if not exists.all():
         missing = table.loc[~exists, "key"].tolist()
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        warnings.warn(f"{len(missing)} labelled track(s) have no audio file and are skipped: {shown}", stacklevel=3)
+        warnings.warn(
+            f"{len(missing)} labelled track(s) have no audio file and are skipped: {shown}", stacklevel=3
+        )
     return table[exists].reset_index(drop=True)
 
 

@@ -20,7 +20,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ from .submission import file_id
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MAX_WORKERS = 5  # the grader machine has 5 cores: more decode workers only thrash there
 
-Audio = Union[str, os.PathLike, bytes, BinaryIO, np.ndarray]
+Audio = str | os.PathLike | bytes | BinaryIO | np.ndarray
 
 
 class UnusableAudio(ValueError):
@@ -86,7 +86,8 @@ class GenreModel:
 
     def __repr__(self) -> str:
         members = ", ".join(m.name for m in self.ensemble.manifest.members)
-        return f"GenreModel(members=[{members}], temperature={self.ensemble.manifest.temperature:.3g}, device={self.device})"
+        temperature = self.ensemble.manifest.temperature
+        return f"GenreModel(members=[{members}], temperature={temperature:.3g}, device={self.device})"
 
     def predict(self, x: Audio, sample_rate: int | None = None, strict: bool = False) -> pd.Series:
         """Genre probabilities for one input: a path, the bytes of an audio file, a binary file
@@ -101,8 +102,9 @@ class GenreModel:
         prediction = self._one(x, sample_rate, strict, segments=False)
         return pd.Series(prediction.probabilities.astype(np.float64), index=self.genres, name=_name(x))
 
-    def segments(self, x: Audio, sample_rate: int | None = None, hop_seconds: float | None = None,
-                 strict: bool = False) -> pd.DataFrame:
+    def segments(
+        self, x: Audio, sample_rate: int | None = None, hop_seconds: float | None = None, strict: bool = False
+    ) -> pd.DataFrame:
         """Genres over time: one row per segment (columns start, end in seconds, then the 16
         genres), each member's chunk scores combined with the ensemble's rule and temperature
         (model/segments.py says how segment rows relate to the clip's row). A segment is as long
@@ -115,8 +117,13 @@ class GenreModel:
         prediction = self._one(x, sample_rate, strict, segments=True, hop_seconds=hop_seconds)
         return pd.DataFrame(prediction.segments.astype(np.float64), columns=["start", "end", *self.genres])
 
-    def predict_many(self, paths: Sequence[str | os.PathLike], workers: int | None = None, progress: bool = True,
-                     batch_size: int = 16) -> pd.DataFrame:
+    def predict_many(
+        self,
+        paths: Sequence[str | os.PathLike],
+        workers: int | None = None,
+        progress: bool = True,
+        batch_size: int = 16,
+    ) -> pd.DataFrame:
         """Many files through the decode workers (default: usable cores, at most 5) and batches of
         `batch_size`, as predict.py runs them. A DataFrame indexed by file_id (input order), the 16
         genres as columns; files that got the class prior are listed in `.attrs["fallbacks"]`
@@ -138,17 +145,28 @@ class GenreModel:
                 bar.update()
         ordered = [found[path] for path in paths]
         rows = np.stack([p.probabilities for p in ordered]) if ordered else np.zeros((0, len(self.genres)))
-        table = pd.DataFrame(rows.astype(np.float64),
-                             index=pd.Index([file_id(p) for p in paths], name="file_id"), columns=self.genres)
+        table = pd.DataFrame(
+            rows.astype(np.float64),
+            index=pd.Index([file_id(p) for p in paths], name="file_id"),
+            columns=self.genres,
+        )
         table.attrs["fallbacks"] = {file_id(p.path): p.reason for p in ordered if p.status == "fallback"}
         if table.attrs["fallbacks"]:
             shown = "; ".join(f"{k}: {v}" for k, v in list(table.attrs["fallbacks"].items())[:5])
-            warnings.warn(f"{len(table.attrs['fallbacks'])} of {len(paths)} files got the class prior ({shown})",
-                          stacklevel=2)
+            warnings.warn(
+                f"{len(table.attrs['fallbacks'])} of {len(paths)} files got the class prior ({shown})",
+                stacklevel=2,
+            )
         return table
 
-    def stream(self, paths: Sequence[str | os.PathLike], workers: int | None = None, batch_size: int = 16,
-               segments: bool = False, hop_seconds: float | None = None) -> Iterator[Prediction]:
+    def stream(
+        self,
+        paths: Sequence[str | os.PathLike],
+        workers: int | None = None,
+        batch_size: int = 16,
+        segments: bool = False,
+        hop_seconds: float | None = None,
+    ) -> Iterator[Prediction]:
         """One `inference.Prediction` per path as soon as it is ready (fallbacks first): the loop
         predict.py runs, for callers that journal or report as they go."""
         workers = default_workers() if workers is None else workers
@@ -156,8 +174,14 @@ class GenreModel:
 
     # -- one input ---------------------------------------------------------------------------
 
-    def _one(self, x: Audio, sample_rate: int | None, strict: bool, segments: bool,
-             hop_seconds: float | None = None) -> Prediction:
+    def _one(
+        self,
+        x: Audio,
+        sample_rate: int | None,
+        strict: bool,
+        segments: bool,
+        hop_seconds: float | None = None,
+    ) -> Prediction:
         outcome = self._decode(x, sample_rate)
         name = _name(x) or "the input"
         prediction = next(classify_decoded(self.ensemble, [(Path(name), outcome)], 1, segments, hop_seconds))
@@ -179,7 +203,9 @@ class GenreModel:
             data = x.read()
             if not isinstance(data, bytes):
                 raise TypeError("the file object must be opened in binary mode ('rb')")
-            return _decode_bytes(data, Path(str(getattr(x, "name", "")) or "x.mp3").suffix or ".mp3", self.sample_rate)
+            return _decode_bytes(
+                data, Path(str(getattr(x, "name", "")) or "x.mp3").suffix or ".mp3", self.sample_rate
+            )
         if sample_rate is None:
             raise ValueError("a waveform needs its sample_rate, e.g. model.predict(audio, sample_rate=44100)")
         return from_waveform(np.asarray(x), sample_rate, self.sample_rate)
@@ -197,7 +223,9 @@ def from_waveform(samples: np.ndarray, sample_rate: int, target_rate: int) -> De
     audio = samples.astype(np.float32)
     if audio.ndim == 2:  # the channel axis is the short one
         audio = audio.mean(axis=0 if audio.shape[0] <= audio.shape[1] else 1)
-    return Decoded(resample(np.ascontiguousarray(audio), int(sample_rate), target_rate), target_rate, "waveform")
+    return Decoded(
+        resample(np.ascontiguousarray(audio), int(sample_rate), target_rate), target_rate, "waveform"
+    )
 
 
 def _decode_or_error(path: Path, sample_rate: int) -> Decoded | DecodeError:

@@ -15,13 +15,24 @@ import numpy as np
 
 SAMPLE_RATE = 22050
 FEATURE_SIZES = {
-    "chroma_cens": 12, "chroma_cqt": 12, "chroma_stft": 12, "mfcc": 20, "rms": 1, "spectral_bandwidth": 1,
-    "spectral_centroid": 1, "spectral_contrast": 7, "spectral_rolloff": 1, "tonnetz": 6, "zcr": 1,
+    "chroma_cens": 12,
+    "chroma_cqt": 12,
+    "chroma_stft": 12,
+    "mfcc": 20,
+    "rms": 1,
+    "spectral_bandwidth": 1,
+    "spectral_centroid": 1,
+    "spectral_contrast": 7,
+    "spectral_rolloff": 1,
+    "tonnetz": 6,
+    "zcr": 1,
 }
 STATISTICS = ("mean", "std", "skew", "kurtosis", "median", "min", "max")
 FEATURE_NAMES: tuple[str, ...] = tuple(
     f"{feature}.{statistic}.{i:02d}"
-    for feature, size in FEATURE_SIZES.items() for statistic in STATISTICS for i in range(1, size + 1)
+    for feature, size in FEATURE_SIZES.items()
+    for statistic in STATISTICS
+    for i in range(1, size + 1)
 )
 
 
@@ -56,6 +67,13 @@ def _statistics(values: np.ndarray) -> np.ndarray:
 
     values = values.astype(np.float64)
     with np.errstate(all="ignore"):  # constant rows have undefined skew/kurtosis: reported as 0
-        rows = [values.mean(axis=1), values.std(axis=1), stats.skew(values, axis=1),
-                stats.kurtosis(values, axis=1), np.median(values, axis=1), values.min(axis=1), values.max(axis=1)]
+        rows = [
+            values.mean(axis=1),
+            values.std(axis=1),
+            stats.skew(values, axis=1),
+            stats.kurtosis(values, axis=1),
+            np.median(values, axis=1),
+            values.min(axis=1),
+            values.max(axis=1),
+        ]
     return np.nan_to_num(np.concatenate(rows))

@@ -22,6 +22,7 @@ from .calibration import floor_probabilities
 from .ensemble import Ensemble
 from .segments import segment_probabilities
 
+
 @dataclass(frozen=True)
 class Prediction:
     path: Path
@@ -30,12 +31,17 @@ class Prediction:
     seconds: float  # decoded duration (0 when nothing decoded)
     decoder: str | None  # which decoder produced the audio
     reason: str | None  # why the prior was used, for fallbacks
+    transient: bool = False  # a fallback that another try might avoid (see audio.DecodeError)
     segments: np.ndarray | None = None  # (segments, 2 + classes): start s, end s, probabilities; if asked
 
 
 def classify_files(
-    ensemble: Ensemble, paths: Sequence[str | os.PathLike], workers: int, batch_size: int,
-    segments: bool = False, hop_seconds: float | None = None,
+    ensemble: Ensemble,
+    paths: Sequence[str | os.PathLike],
+    workers: int,
+    batch_size: int,
+    segments: bool = False,
+    hop_seconds: float | None = None,
 ) -> Iterator[Prediction]:
     """Yield one `Prediction` per path, decoding in `workers` processes. Fallbacks are yielded at
     once, so they may come before earlier files still waiting in a batch. With `segments`, each
@@ -47,14 +53,17 @@ def classify_files(
 
 
 def classify_decoded(
-    ensemble: Ensemble, outcomes: Iterable[tuple[Path, Decoded | DecodeError]], batch_size: int,
-    segments: bool = False, hop_seconds: float | None = None,
+    ensemble: Ensemble,
+    outcomes: Iterable[tuple[Path, Decoded | DecodeError]],
+    batch_size: int,
+    segments: bool = False,
+    hop_seconds: float | None = None,
 ) -> Iterator[Prediction]:
     """`classify_files` after decoding: (path, decode outcome) pairs -> one `Prediction` each."""
     batch: list[tuple[Path, Decoded]] = []
     for path, result in outcomes:
         if isinstance(result, DecodeError):
-            yield _fallback(ensemble, path, None, result.reason, segments)
+            yield _fallback(ensemble, path, None, result.reason, segments, result.transient)
             continue
         reason = unusable_reason(result)
         if reason:
@@ -68,22 +77,34 @@ def classify_decoded(
         yield from _classify_batch(ensemble, batch, segments, hop_seconds)
 
 
-def _fallback(ensemble: Ensemble, path: Path, decoded: Decoded | None, reason: str, segments: bool) -> Prediction:
+def _fallback(
+    ensemble: Ensemble,
+    path: Path,
+    decoded: Decoded | None,
+    reason: str,
+    segments: bool,
+    transient: bool = False,
+) -> Prediction:
     """The prior's row, and with `segments` one segment of it spanning what was decoded."""
     prior = ensemble.fallback_probabilities()
     seconds = decoded.seconds if decoded else 0.0
     rows = np.concatenate([[0.0, seconds], prior])[None] if segments else None
-    return Prediction(path, prior, "fallback", seconds, decoded.decoder if decoded else None, reason, rows)
+    decoder = decoded.decoder if decoded else None
+    return Prediction(path, prior, "fallback", seconds, decoder, reason, transient, rows)
 
 
-def _classify_batch(ensemble: Ensemble, batch: list[tuple[Path, Decoded]], segments: bool = False,
-                    hop_seconds: float | None = None) -> Iterator[Prediction]:
+def _classify_batch(
+    ensemble: Ensemble,
+    batch: list[tuple[Path, Decoded]],
+    segments: bool = False,
+    hop_seconds: float | None = None,
+) -> Iterator[Prediction]:
     """Score a batch in groups of similar length: clips are zero-padded to the longest in their
     group, so one long file must not inflate the whole batch. A group that fails (out of memory,
     say) is retried clip by clip; a clip that fails alone, or whose output is not finite, gets
     the fallback row with the reason, and the run goes on."""
     budget = len(batch) * REFERENCE_SECONDS * ensemble.manifest.sample_rate
-    rows: dict[int, np.ndarray | str] = {}
+    rows: dict[int, np.ndarray | str] = {}  # a row, or why the model failed on the clip (transient)
     for group in _groups_by_length([len(decoded.audio) for _, decoded in batch], budget):
         try:
             rows.update(zip(group, _probabilities(ensemble, [batch[i][1] for i in group])))
@@ -99,14 +120,16 @@ def _classify_batch(ensemble: Ensemble, batch: list[tuple[Path, Decoded]], segme
         row = rows[i]
         if isinstance(row, np.ndarray) and np.isfinite(row).all():
             segment_rows = _segment_rows(ensemble, path, decoded, row, hop_seconds) if segments else None
-            yield Prediction(path, row, "ok", decoded.seconds, decoded.decoder, None, segment_rows)
+            yield Prediction(path, row, "ok", decoded.seconds, decoded.decoder, None, segments=segment_rows)
+        elif isinstance(row, str):  # out of memory, say: another try may succeed
+            yield _fallback(ensemble, path, decoded, row, segments, transient=True)
         else:
-            reason = row if isinstance(row, str) else "the model's output was not finite"
-            yield _fallback(ensemble, path, decoded, reason, segments)
+            yield _fallback(ensemble, path, decoded, "the model's output was not finite", segments)
 
 
-def _segment_rows(ensemble: Ensemble, path: Path, decoded: Decoded, clip_row: np.ndarray,
-                  hop_seconds: float | None) -> np.ndarray:
+def _segment_rows(
+    ensemble: Ensemble, path: Path, decoded: Decoded, clip_row: np.ndarray, hop_seconds: float | None
+) -> np.ndarray:
     """(segments, 2 + classes); if scoring the segments fails (out of memory on a long clip, say),
     one segment spanning the clip with the clip's row, and a warning."""
     try:
@@ -117,7 +140,9 @@ def _segment_rows(ensemble: Ensemble, path: Path, decoded: Decoded, clip_row: np
     except RuntimeError as error:
         _release_device_memory(ensemble.device)
         problem = str(error).splitlines()[0][:200]
-    warnings.warn(f"{path}: segment scores failed ({problem}); its one segment is the clip's row")
+    warnings.warn(
+        f"{path}: segment scores failed ({problem}); its one segment is the clip's row", stacklevel=2
+    )
     return np.concatenate([[0.0, decoded.seconds], clip_row])[None]
 
 

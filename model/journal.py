@@ -2,8 +2,9 @@
 
 predict.py appends one JSON line per file to `<output>.partial.jsonl` as results arrive and
 deletes the journal once the CSV is written. With --resume, entries are reused only for files
-whose name, size and modification time, and the ensemble's manifest, are unchanged; everything
-else is predicted again. A line cut short by the interruption is ignored.
+whose name, size and modification time, and the ensemble's manifest, are unchanged, and that are
+not transient fallbacks (a decoder that crashed or timed out, a model out of memory: another try
+may succeed); everything else is predicted again. A line cut short by the interruption is ignored.
 """
 
 from __future__ import annotations
@@ -45,6 +46,17 @@ def read_journal(path: Path, weights: str) -> dict[tuple, dict]:
     return entries
 
 
+def reusable_entries(path: Path, weights: str, files: list[Path]) -> dict[Path, dict]:
+    """The journal's entries a resumed run keeps for `files` (see the module docstring)."""
+    entries = read_journal(path, weights)
+    kept = {}
+    for file in files:
+        entry = entries.get(tuple(file_signature(file)))
+        if entry and not entry.get("transient", False):
+            kept[file] = entry
+    return kept
+
+
 def _complete(entry: dict) -> bool:
     return all(key in entry for key in ("file", "probabilities", "status", "seconds", "decoder", "reason"))
 
@@ -61,8 +73,12 @@ class Journal:
         self.file.flush()
 
     def add(self, path: Path, probabilities: np.ndarray, report: dict) -> None:
-        entry = {"file": file_signature(path), "weights": self.weights,
-                 "probabilities": [float(p) for p in probabilities], **report}
+        entry = {
+            "file": file_signature(path),
+            "weights": self.weights,
+            "probabilities": [float(p) for p in probabilities],
+            **report,
+        }
         self.file.write(json.dumps(entry) + "\n")
         self.file.flush()
 

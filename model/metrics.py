@@ -51,8 +51,12 @@ def scores(labels: np.ndarray, probabilities: np.ndarray) -> dict:
         "accuracy": float(skm.accuracy_score(labels, predicted)),
         "ece": expected_calibration_error(labels, probabilities),
         "per_class": {
-            GENRES[c]: {"precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]),
-                        "support": int(support[c])}
+            GENRES[c]: {
+                "precision": float(precision[c]),
+                "recall": float(recall[c]),
+                "f1": float(f1[c]),
+                "support": int(support[c]),
+            }
             for c in CLASSES
         },
         "confusion": skm.confusion_matrix(labels, predicted, labels=CLASSES).tolist(),
@@ -78,9 +82,78 @@ def confusion_png(confusion: list[list[int]], path: str | Path, title: str) -> N
     for i in CLASSES:
         for j in CLASSES:
             if counts[i, j]:
-                axes.text(j, i, counts[i, j], ha="center", va="center", fontsize=7,
-                          color="white" if normalised[i, j] > 0.5 else "black")
+                axes.text(
+                    j,
+                    i,
+                    counts[i, j],
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if normalised[i, j] > 0.5 else "black",
+                )
     figure.colorbar(image, ax=axes, fraction=0.04, label="fraction of the true class (row)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def training_report(
+    split: str,
+    labels: np.ndarray,
+    member_log_probs,
+    members: list,
+    histories: dict[str, list[dict]],
+    temperature: float,
+    validation_log_loss: float,
+    prior,
+) -> dict:
+    """train.py's report.json: every member alone and the ensemble (before and after its
+    temperature) scored on `split` exactly as predict.py's rows would be, and the class prior's
+    log loss. member_log_probs (members, clips, classes) and the prior are torch tensors."""
+    from .calibration import output_probabilities
+
+    def rows(log_probs, t: float = 1.0) -> np.ndarray:
+        return output_probabilities(log_probs, t).numpy()
+
+    report = {
+        "split": split,
+        "temperature": temperature,
+        "validation_log_loss": validation_log_loss,
+        "members": {},
+        "ensemble_before_temperature": scores(labels, rows(member_log_probs)),
+        "ensemble": scores(labels, rows(member_log_probs, temperature)),
+        "prior_log_loss": scores(labels, rows(prior.log()[None, None].expand(1, len(labels), -1)))[
+            "log_loss"
+        ],
+        "history": histories,
+    }
+    for spec, log_probs in zip(members, member_log_probs):
+        history = histories[spec.name]
+        best = min(history, key=lambda epoch: epoch["valid_loss"])
+        report["members"][spec.name] = {
+            "kind": spec.kind,
+            "chunk_seconds": spec.chunk_seconds,
+            "epochs": len(history),
+            "best_epoch": best["epoch"],
+            "validation_log_loss": best["valid_loss"],
+            **scores(labels, rows(log_probs[None])),
+        }
+    return report
+
+
+def report_table(report: dict) -> str:
+    """The report as a markdown table: members, the ensemble at T = 1 and at its temperature."""
+    lines = [
+        "| model | epochs (best) | log loss | macro F1 | accuracy | ECE |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = [(name, f"{r['epochs']} ({r['best_epoch']})", r) for name, r in report["members"].items()]
+    rows += [
+        ("ensemble, T=1", "", report["ensemble_before_temperature"]),
+        (f"ensemble, T={report['temperature']:.2f}", "", report["ensemble"]),
+    ]
+    for name, epochs, r in rows:
+        lines.append(
+            f"| {name} | {epochs} | {r['log_loss']:.3f} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} | {r['ece']:.3f} |"
+        )
+    return "\n".join(lines)

@@ -27,29 +27,119 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .speech import pause_fraction
 from .spectrogram import SpectrogramConfig
+from .speech import pause_fraction
 
 # The input musicnn was trained on; chunks of 187 frames (3 s), as in its training.
 MUSICNN_SPECTROGRAM = SpectrogramConfig(n_mels=96, compression="log10_1p")
 MUSICNN_CHUNK_FRAMES = 187
-MUSICNN_CHUNK_SECONDS = MUSICNN_CHUNK_FRAMES * MUSICNN_SPECTROGRAM.hop_length / MUSICNN_SPECTROGRAM.sample_rate
+MUSICNN_CHUNK_SECONDS = (
+    MUSICNN_CHUNK_FRAMES * MUSICNN_SPECTROGRAM.hop_length / MUSICNN_SPECTROGRAM.sample_rate
+)
 
 MSD_TAGS: tuple[str, ...] = (
-    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
-    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock",
-    "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill", "instrumental",
-    "punk", "oldies", "blues", "hard rock", "ambient", "acoustic", "experimental", "female vocalist",
-    "guitar", "Hip-Hop", "70s", "party", "country", "easy listening", "sexy", "catchy", "funk",
-    "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop", "sad", "House", "happy",
+    "rock",
+    "pop",
+    "alternative",
+    "indie",
+    "electronic",
+    "female vocalists",
+    "dance",
+    "00s",
+    "alternative rock",
+    "jazz",
+    "beautiful",
+    "metal",
+    "chillout",
+    "male vocalists",
+    "classic rock",
+    "soul",
+    "indie rock",
+    "Mellow",
+    "electronica",
+    "80s",
+    "folk",
+    "90s",
+    "chill",
+    "instrumental",
+    "punk",
+    "oldies",
+    "blues",
+    "hard rock",
+    "ambient",
+    "acoustic",
+    "experimental",
+    "female vocalist",
+    "guitar",
+    "Hip-Hop",
+    "70s",
+    "party",
+    "country",
+    "easy listening",
+    "sexy",
+    "catchy",
+    "funk",
+    "electro",
+    "heavy metal",
+    "Progressive rock",
+    "60s",
+    "rnb",
+    "indie pop",
+    "sad",
+    "House",
+    "happy",
 )
 MTT_TAGS: tuple[str, ...] = (
-    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
-    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
-    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal",
-    "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice", "new age",
-    "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice", "weird", "country",
-    "metal", "female voice", "choral",
+    "guitar",
+    "classical",
+    "slow",
+    "techno",
+    "strings",
+    "drums",
+    "electronic",
+    "rock",
+    "fast",
+    "piano",
+    "ambient",
+    "beat",
+    "violin",
+    "vocal",
+    "synth",
+    "female",
+    "indian",
+    "opera",
+    "male",
+    "singing",
+    "vocals",
+    "no vocals",
+    "harpsichord",
+    "loud",
+    "quiet",
+    "flute",
+    "woman",
+    "male vocal",
+    "no vocal",
+    "pop",
+    "soft",
+    "sitar",
+    "solo",
+    "man",
+    "classic",
+    "choir",
+    "voice",
+    "new age",
+    "dance",
+    "male voice",
+    "female vocal",
+    "beats",
+    "harp",
+    "cello",
+    "no voice",
+    "weird",
+    "country",
+    "metal",
+    "female voice",
+    "choral",
 )
 # Tags of the pair, as "msd:<tag>" / "mtt:<tag>", in the order of `MusicnnPair` outputs.
 PAIR_TAGS: tuple[str, ...] = tuple(f"msd:{t}" for t in MSD_TAGS) + tuple(f"mtt:{t}" for t in MTT_TAGS)
@@ -76,7 +166,7 @@ class _FrontEndBlock(nn.Module):
     `pad` zero-pads the time axis (before, after) to keep every frame, like the original.
     In inference the max is taken before ReLU and batch-norm, on the small (batch, C, frames)
     result: both are monotone per channel (batch-norm decreasing where its scale is negative, so
-    there the min is taken instead). Same numbers, a third less work than the literal order.
+    there the min is taken instead). Same numbers, less work than the literal order.
     """
 
     def __init__(self, channels: int, kernel: tuple[int, int], pad: tuple[int, int]):
@@ -103,7 +193,9 @@ class MusicnnTagger(nn.Module):
         super().__init__()
         self.input_norm = nn.BatchNorm2d(1, eps=_EPS)
         # (frames, mels) kernels; the 7-frame timbral kernels see 40 % and 70 % of the mel axis.
-        self.timbral = nn.ModuleList(_FrontEndBlock(204, (7, int(share * n_mels)), (3, 3)) for share in (0.4, 0.7))
+        self.timbral = nn.ModuleList(
+            _FrontEndBlock(204, (7, int(share * n_mels)), (3, 3)) for share in (0.4, 0.7)
+        )
         # TensorFlow's 'same' padding for an even kernel k: (k - 1) // 2 before, k // 2 after
         self.temporal = nn.ModuleList(
             _FrontEndBlock(51, (length, 1), ((length - 1) // 2, length // 2)) for length in (128, 64, 32)
@@ -123,7 +215,9 @@ class MusicnnTagger(nn.Module):
     def tags_and_embedding(self, spec: Tensor) -> tuple[Tensor, Tensor]:
         """Tag logits (batch, 50) and the penultimate embedding (batch, 200)."""
         x = self.input_norm(spec.transpose(1, 2).unsqueeze(1))  # (batch, 1, frames, mels)
-        features = [torch.cat([block(x) for block in (*self.timbral, *self.temporal)], dim=1)]  # (batch, 561, frames)
+        features = [
+            torch.cat([block(x) for block in (*self.timbral, *self.temporal)], dim=1)
+        ]  # (batch, 561, frames)
         previous = features[0]
         for i, block in enumerate(self.midend):
             previous = block(previous) + (previous if i > 0 else 0)
@@ -153,8 +247,11 @@ class MusicnnPair(nn.Module):
         pause fraction (batch,): the speech cue the taggers lack (model/speech.py)."""
         msd_tags, msd_embedding = self.msd.tags_and_embedding(spec)
         mtt_tags, mtt_embedding = self.mtt.tags_and_embedding(spec)
-        return (torch.cat([msd_tags, mtt_tags], dim=1), torch.cat([msd_embedding, mtt_embedding], dim=1),
-                pause_fraction(spec))
+        return (
+            torch.cat([msd_tags, mtt_tags], dim=1),
+            torch.cat([msd_embedding, mtt_embedding], dim=1),
+            pause_fraction(spec),
+        )
 
     def backbone_key(self) -> str | None:
         """Identifies the taggers' weights when they are frozen (None when they train), so an
@@ -182,13 +279,18 @@ class MusicnnTransfer(MusicnnPair):
     taggers as well, at a tenth of the head's learning rate (`parameter_groups`).
     """
 
-    def __init__(self, n_mels: int, n_classes: int, hidden: int = 256, dropout: float = 0.5, fine_tune: bool = False):
+    def __init__(
+        self, n_mels: int, n_classes: int, hidden: int = 256, dropout: float = 0.5, fine_tune: bool = False
+    ):
         super().__init__()
         check_input(n_mels)
         self.fine_tune = fine_tune
         self.head = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(2 * EMBEDDING_SIZE, hidden), nn.ReLU(inplace=True),
-            nn.Dropout(dropout), nn.Linear(hidden, n_classes),
+            nn.Dropout(dropout),
+            nn.Linear(2 * EMBEDDING_SIZE, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n_classes),
         )
         if not fine_tune:
             self.msd.requires_grad_(False)
@@ -205,8 +307,10 @@ class MusicnnTransfer(MusicnnPair):
         # Frozen taggers run in full precision even under training's bf16 autocast: the head then
         # learns on exactly the embeddings it is given at prediction time (always fp32).
         frozen = not self.fine_tune
-        with (torch.set_grad_enabled(not frozen and torch.is_grad_enabled()),
-              torch.autocast(spec.device.type, enabled=False) if frozen else contextlib.nullcontext()):
+        with (
+            torch.set_grad_enabled(not frozen and torch.is_grad_enabled()),
+            torch.autocast(spec.device.type, enabled=False) if frozen else contextlib.nullcontext(),
+        ):
             features = self.backbone(spec.float() if frozen else spec)
         return self.head_from(*features)
 

@@ -31,7 +31,9 @@ class ResidualBlock(nn.Module):
         self.shortcut = (
             nn.Identity()
             if in_channels == out_channels
-            else nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
+            else nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)
+            )
         )
         self.out = nn.Sequential(nn.ReLU(inplace=True), nn.MaxPool2d(2))
 
@@ -45,8 +47,8 @@ class ShortChunkResNet(nn.Module):
 
     Input batch-norm (so no dataset statistics need shipping), a strided stem, residual blocks
     that halve time and frequency, then max over frequency and mean+max over time, and a small
-    dense head. Width is set by `channels`; the default costs ~0.5 GFLOP per 3-s chunk, which keeps
-    CPU-only prediction of a 3-member ensemble above 2 clips/s on 2 cores.
+    dense head. Width is set by `channels`; the default is sized so that a 3-member ensemble still
+    predicts on a CPU at a usable rate (README, Benchmarks).
     """
 
     def __init__(

@@ -44,7 +44,10 @@ def default_window_seconds(ensemble: Ensemble) -> float:
 
 @torch.inference_mode()
 def segment_probabilities(
-    ensemble: Ensemble, audio: np.ndarray, hop_seconds: float | None = None, window_seconds: float | None = None
+    ensemble: Ensemble,
+    audio: np.ndarray,
+    hop_seconds: float | None = None,
+    window_seconds: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mono audio at the ensemble's sample rate -> (starts, ends) in seconds and floored
     probabilities (segments, classes), each row summing to 1."""
@@ -59,27 +62,36 @@ def segment_probabilities(
     configs = {key: config for config, key in ensemble.config_keys.items()}
 
     # The grid is laid on the frames of the config with the longest chunk; the others follow in seconds.
-    reference = next((m.spectrogram for m in ensemble.manifest.members
-                      if m.kind != "prior" and m.chunk_seconds == window), None) or next(iter(configs.values()), None)
+    reference = next(
+        (m.spectrogram for m in ensemble.manifest.members if m.kind != "prior" and m.chunk_seconds == window),
+        None,
+    ) or next(iter(configs.values()), None)
     if reference is None:  # prior-only: no spectrogram, a plain grid in seconds
-        starts = np.array(window_starts(max(1, round(duration * 1000)), round(window * 1000), round(hop * 1000))) / 1000
+        starts = (
+            np.array(window_starts(max(1, round(duration * 1000)), round(window * 1000), round(hop * 1000)))
+            / 1000
+        )
     else:
         frames_per_second = reference.sample_rate / reference.hop_length
-        grid = window_starts(reference.frames(samples), reference.seconds_to_frames(window),
-                             reference.seconds_to_frames(hop))
+        grid = window_starts(
+            reference.frames(samples), reference.seconds_to_frames(window), reference.seconds_to_frames(hop)
+        )
         starts = np.array(grid) / frames_per_second
     ends = np.minimum(starts + window, duration)
 
     stretches, frames = {}, {}
     for key, config in configs.items():
         stretches[key], frames[key] = _stretches(specs[key][0], config, starts, window)
-    log_probs = combine(ensemble.member_log_probs(stretches, frames, len(starts)), ensemble.manifest.temperature)
+    log_probs = combine(
+        ensemble.member_log_probs(stretches, frames, len(starts)), ensemble.manifest.temperature
+    )
     probabilities = floor_probabilities(log_probs.double().exp().cpu().numpy())
     return starts, ends, probabilities
 
 
-def _stretches(spec: torch.Tensor, config: SpectrogramConfig, starts: np.ndarray,
-               window: float) -> tuple[torch.Tensor, list[int]]:
+def _stretches(
+    spec: torch.Tensor, config: SpectrogramConfig, starts: np.ndarray, window: float
+) -> tuple[torch.Tensor, list[int]]:
     """The clip's log-mel (mels, frames) cut at each segment: (segments, mels, longest) zero-padded,
     and each segment's valid frames."""
     total, length = spec.shape[1], config.seconds_to_frames(window)

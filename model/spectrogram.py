@@ -17,7 +17,6 @@ import librosa
 import torch
 from torch import nn
 
-
 COMPRESSIONS = ("db", "log10_1p")
 
 

@@ -94,16 +94,26 @@ def validate_submission(text: str, expected_ids: Sequence[str] | None = None) ->
         if not np.isfinite(values).all():
             problems.append(f"line {line}: non-finite probability (NaN or inf)")
         elif values.min() < 0 or values.max() > 1:
-            problems.append(f"line {line}: probabilities must lie in [0, 1] (min {values.min():g}, max {values.max():g})")
+            problems.append(
+                f"line {line}: probabilities must lie in [0, 1] (min {values.min():g}, max {values.max():g})"
+            )
         elif abs(values.sum() - 1) > SUM_TOLERANCE:
-            problems.append(f"line {line}: probabilities sum to {values.sum():.6f}, not 1 (tolerance {SUM_TOLERANCE})")
+            problems.append(
+                f"line {line}: probabilities sum to {values.sum():.6f}, not 1 (tolerance {SUM_TOLERANCE})"
+            )
     if expected_ids is not None:
         missing = sorted(set(expected_ids) - set(seen))
         extra = sorted(set(seen) - set(expected_ids))
         if missing:
-            problems.append(f"{len(missing)} file id(s) have no row: {', '.join(missing[:20])}" + (" ..." if len(missing) > 20 else ""))
+            problems.append(
+                f"{len(missing)} file id(s) have no row: {', '.join(missing[:20])}"
+                + (" ..." if len(missing) > 20 else "")
+            )
         if extra:
-            problems.append(f"{len(extra)} row(s) for files not in the payload: {', '.join(extra[:20])}" + (" ..." if len(extra) > 20 else ""))
+            problems.append(
+                f"{len(extra)} row(s) for files not in the payload: {', '.join(extra[:20])}"
+                + (" ..." if len(extra) > 20 else "")
+            )
     return problems
 
 

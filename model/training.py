@@ -42,7 +42,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,9 +50,12 @@ from .atomic import write_atomic
 from .calibration import output_log_loss
 from .chunking import make_chunks
 from .ensemble import clip_logits
+from .features import ClipSet, FeatureStore
 from .genres import GENRES
+from .manifest import MemberSpec, place_base_weights
+from .musicnn import MUSICNN_CHUNK_SECONDS, MUSICNN_SPECTROGRAM
 from .networks import build_network
-from .spectrogram import compress, to_power
+from .spectrogram import SpectrogramConfig, compress, to_power
 
 
 @dataclass(frozen=True)
@@ -80,56 +82,82 @@ class MemberConfig:
     backbone_weights: str | None = None  # pretrained weights loaded before training (transfer members)
 
 
-@dataclass
-class ClipSet:
-    """Clips of one split inside the feature store: where each starts, its length, its label."""
+def plan_members(
+    cnns: int,
+    heads: int,
+    *,
+    spectrogram: SpectrogramConfig,
+    channels: list[int],
+    chunk_seconds: list[float],
+    seed: int,
+    lr: float,
+    head_lr: float,
+    fine_tune: bool,
+    max_chunks: int,
+    backbone_weights: str,
+    **common,
+) -> list[tuple[MemberConfig, SpectrogramConfig]]:
+    """The members train.py fits, each with the spectrogram it reads: `cnns` CNNs that differ by
+    seed and crop length (cycling through `chunk_seconds`), then `heads` genre heads on the
+    pretrained musicnn taggers. `common`: the MemberConfig fields all members share."""
+    plans = [
+        (
+            MemberConfig(
+                name=f"cnn{i}",
+                hparams={"channels": channels, "dropout": 0.3},
+                chunk_seconds=chunk_seconds[i % len(chunk_seconds)],
+                seed=seed + i,
+                lr=lr,
+                **common,
+            ),
+            spectrogram,
+        )
+        for i in range(cnns)
+    ]
+    plans += [
+        (
+            MemberConfig(
+                name=f"musicnn{j}",
+                architecture="musicnn_transfer",
+                hparams={"hidden": 256, "dropout": 0.5, "fine_tune": fine_tune},
+                chunk_seconds=MUSICNN_CHUNK_SECONDS,
+                seed=seed + 1000 + j,
+                lr=head_lr,
+                max_chunks=max_chunks,
+                backbone_weights=str(Path(backbone_weights).resolve()),
+                **common,
+            ),
+            MUSICNN_SPECTROGRAM,
+        )
+        for j in range(heads)
+    ]
+    return plans
 
-    offsets: torch.Tensor  # (clips,) int64, first frame in the store
-    frames: torch.Tensor  # (clips,) int64
-    labels: torch.Tensor  # (clips,) int64 class index
 
-    def to(self, device: torch.device) -> ClipSet:
-        return ClipSet(self.offsets.to(device), self.frames.to(device), self.labels.to(device))
-
-
-class FeatureStore:
-    """All cached log-mels as one (total frames, n_mels) fp16 tensor, on the GPU when it fits.
-    `compression` is the cache's (see model/spectrogram.py), for augmentations in the power domain."""
-
-    def __init__(self, data: np.ndarray, device: torch.device, compression: str = "db"):
-        self.compression = compression
-        array = np.asarray(data)
-        self.on_device = False
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            if array.nbytes < 0.7 * free:  # leave room for the network and activations
-                self.features = torch.from_numpy(array).to(device)
-                self.on_device = True
-        if not self.on_device:
-            self.features = torch.from_numpy(array)  # memory-mapped: pages come in as crops need them
-        self.device = device
-
-    def crops(self, clips: ClipSet, which: torch.Tensor, starts: torch.Tensor, chunk: int) -> torch.Tensor:
-        """(batch, n_mels, chunk) float32 crops on the training device; short clips wrap around.
-        Index tensors already on the features' device cost no copy (train_member puts them there)."""
-        where = self.features.device
-        which, starts = which.to(where), starts.to(where)
-        frames = clips.frames.to(where)[which]
-        steps = torch.arange(chunk, device=where)
-        rows = clips.offsets.to(where)[which][:, None] + (starts[:, None] + steps) % frames[:, None]
-        batch = self.features[rows]
-        if not self.on_device:
-            batch = batch.pin_memory() if self.device.type == "cuda" else batch
-        return batch.to(self.device, non_blocking=True).transpose(1, 2).float()
-
-    def clip_specs(self, clips: ClipSet, which: list[int]) -> tuple[torch.Tensor, list[int]]:
-        """Whole clips, zero-padded to the longest: (len(which), n_mels, max frames), frames."""
-        frames = [int(clips.frames[i]) for i in which]
-        batch = torch.zeros(len(which), self.features.shape[1], max(frames), device=self.device)
-        for row, i in enumerate(which):
-            start = int(clips.offsets[i])
-            batch[row, :, : frames[row]] = self.features[start : start + frames[row]].to(self.device).T.float()
-        return batch, frames
+def manifest_entry(
+    config: MemberConfig, spectrogram: SpectrogramConfig, network: nn.Module, weights_dir: Path
+) -> tuple[MemberSpec, dict]:
+    """A trained member's manifest entry and state dict. A member on frozen pretrained taggers
+    refers to their file (copied into `weights_dir` once) and keeps only what it learned;
+    raises ValueError if another file of that name is already there."""
+    state, base = network.state_dict(), {}
+    if config.backbone_weights and not config.hparams.get("fine_tune"):
+        name, digest = place_base_weights(weights_dir, config.backbone_weights)
+        pretrained = torch.load(config.backbone_weights, map_location="cpu", weights_only=True)
+        state = {
+            k: v for k, v in state.items() if k not in pretrained or not torch.equal(v.cpu(), pretrained[k])
+        }
+        base = {"base_state_dict": name, "base_sha256": digest}
+    spec = MemberSpec(
+        name=config.name,
+        architecture=config.architecture,
+        hparams=config.hparams,
+        spectrogram=spectrogram,
+        chunk_seconds=config.chunk_seconds,
+        max_chunks=config.max_chunks,
+        **base,
+    )
+    return spec, state
 
 
 def train_member(
@@ -137,7 +165,7 @@ def train_member(
     store: FeatureStore,
     train: ClipSet,
     valid: ClipSet,
-    chunk: int,
+    chunk_frames: int,
     checkpoint: Path,
 ) -> tuple[nn.Module, list[dict]]:
     """Train (or resume) one member on `chunk`-frame crops; returns the best network, bias-
@@ -148,14 +176,19 @@ def train_member(
     network = build_network(config.architecture, n_mels, len(GENRES), config.hparams)
     if config.backbone_weights:
         missing, unexpected = network.load_state_dict(
-            torch.load(config.backbone_weights, map_location="cpu", weights_only=True), strict=False)
+            torch.load(config.backbone_weights, map_location="cpu", weights_only=True), strict=False
+        )
         if unexpected or any(not key.startswith("head.") for key in missing):
             raise ValueError(f"{config.backbone_weights} does not fit {config.architecture}")
     network = network.to(device)
-    groups = (network.parameter_groups() if hasattr(network, "parameter_groups")
-              else [{"params": list(network.parameters()), "lr_scale": 1.0}])
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay,
-                                  fused=device.type == "cuda")
+    groups = (
+        network.parameter_groups()
+        if hasattr(network, "parameter_groups")
+        else [{"params": list(network.parameters()), "lr_scale": 1.0}]
+    )
+    optimizer = torch.optim.AdamW(
+        groups, lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda"
+    )
     steps_per_epoch = epoch_steps(len(train.labels), config)
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = max(1, round(config.warmup_epochs * steps_per_epoch))
@@ -175,8 +208,8 @@ def train_member(
     torch.backends.cudnn.benchmark = device.type == "cuda"  # crops have one shape: tune once
     # The clips' index tensors live where the features do, and each epoch's draws are made at once
     # and moved there once: on a GPU-resident store no step waits for a host-to-device copy.
-    where = store.features.device
-    train_here = train.to(where)
+    feature_device = store.features.device
+    train_here = train.to(feature_device)
 
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if epoch - state["best_epoch"] > config.patience and state["best_state"] is not None:
@@ -186,17 +219,22 @@ def train_member(
         network.train()
         start, losses = time.perf_counter(), []
         draws = (steps_per_epoch, config.batch_size)
-        epoch_which = torch.multinomial(sampling_weights, math.prod(draws), replacement=True,
-                                        generator=sampler).view(draws).to(where)
-        epoch_uniform = torch.rand(draws, generator=sampler).to(where)
+        epoch_which = (
+            torch.multinomial(sampling_weights, math.prod(draws), replacement=True, generator=sampler)
+            .view(draws)
+            .to(feature_device)
+        )
+        epoch_uniform = torch.rand(draws, generator=sampler).to(feature_device)
         for step in range(steps_per_epoch):
             global_step = (epoch - 1) * steps_per_epoch + step
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(global_step, config.lr, warmup_steps, total_steps) * group["lr_scale"]
+                group["lr"] = (
+                    learning_rate(global_step, config.lr, warmup_steps, total_steps) * group["lr_scale"]
+                )
             which = epoch_which[step]
-            room = (train_here.frames[which] - chunk).clamp_min(0) + 1
+            room = (train_here.frames[which] - chunk_frames).clamp_min(0) + 1
             starts = (epoch_uniform[step] * room).long()
-            x = store.crops(train_here, which, starts, chunk)
+            x = store.crops(train_here, which, starts, chunk_frames)
             y = F.one_hot(train_here.labels[which], len(GENRES)).float().to(device)
             x, y = augment(x, y, config, store.compression)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -207,18 +245,32 @@ def train_member(
             losses.append(loss.detach())
         train_loss = torch.stack(losses).mean().item()  # one sync per epoch, not per step
         train_seconds = time.perf_counter() - start
-        settle_batch_norm(network, store, train_here, chunk, config, seed=config.seed * 100_003 + epoch)
-        log_probs = predict_clips(network, store, valid, chunk, correction, max_chunks=config.max_chunks)
+        settle_batch_norm(
+            network, store, train_here, chunk_frames, config, seed=config.seed * 100_003 + epoch
+        )
+        log_probs = predict_clips(
+            network, store, valid, chunk_frames, correction, max_chunks=config.max_chunks
+        )
         valid_loss = output_log_loss(log_probs[None], valid.labels).item()
         if valid_loss < state["best_loss"]:
             state.update(best_loss=valid_loss, best_epoch=epoch, best_state=_cpu_copy(network.state_dict()))
         state["epoch"] = epoch
-        state["history"].append({"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss,
-                                 "lr": optimizer.param_groups[0]["lr"], "train_seconds": train_seconds,
-                                 "seconds": time.perf_counter() - start, "crops": steps_per_epoch * config.batch_size})
-        print(f"{config.name} epoch {epoch:3d}: train {train_loss:.3f}  valid log loss {valid_loss:.3f}"
-              f"{'  *' if state['best_epoch'] == epoch else ''}  ({time.perf_counter() - start:.1f} s)",
-              file=sys.stderr)
+        state["history"].append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "valid_loss": valid_loss,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_seconds": train_seconds,
+                "seconds": time.perf_counter() - start,
+                "crops": steps_per_epoch * config.batch_size,
+            }
+        )
+        print(
+            f"{config.name} epoch {epoch:3d}: train {train_loss:.3f}  valid log loss {valid_loss:.3f}"
+            f"{'  *' if state['best_epoch'] == epoch else ''}  ({time.perf_counter() - start:.1f} s)",
+            file=sys.stderr,
+        )
         _save_checkpoint(checkpoint, config, network, optimizer, state)
 
     network.load_state_dict(state["best_state"])
@@ -232,8 +284,14 @@ def epoch_steps(clips: int, config: MemberConfig) -> int:
 
 
 @torch.no_grad()
-def settle_batch_norm(network: nn.Module, store: FeatureStore, train: ClipSet, chunk: int,
-                      config: MemberConfig, seed: int) -> None:
+def settle_batch_norm(
+    network: nn.Module,
+    store: FeatureStore,
+    train: ClipSet,
+    chunk_frames: int,
+    config: MemberConfig,
+    seed: int,
+) -> None:
     """Set the running statistics of the network's trained batch-norm layers to their exact
     averages over `config.batch_norm_crops` clean crops of training clips drawn at their natural
     frequencies (what prediction will see), at the current weights. Frozen layers (pretrained
@@ -249,13 +307,13 @@ def settle_batch_norm(network: nn.Module, store: FeatureStore, train: ClipSet, c
         layer.momentum = None  # cumulative average over the batches below
         layer.train()
     generator = torch.Generator().manual_seed(seed)
-    where = store.features.device
+    feature_device = store.features.device
     for first in range(0, config.batch_norm_crops, config.batch_size):
         size = min(config.batch_size, config.batch_norm_crops - first)
-        which = torch.randint(len(train.labels), (size,), generator=generator).to(where)
-        room = (train.frames[which] - chunk).clamp_min(0) + 1
-        starts = (torch.rand(size, generator=generator).to(where) * room).long()
-        network(store.crops(train, which, starts, chunk))
+        which = torch.randint(len(train.labels), (size,), generator=generator).to(feature_device)
+        room = (train.frames[which] - chunk_frames).clamp_min(0) + 1
+        starts = (torch.rand(size, generator=generator).to(feature_device) * room).long()
+        network(store.crops(train, which, starts, chunk_frames))
     for layer, momentum in zip(layers, momenta):
         layer.momentum = momentum
         layer.eval()
@@ -291,8 +349,9 @@ def sampling_plan(labels: torch.Tensor, balance: str) -> tuple[torch.Tensor, tor
     return per_class[labels], q / q.sum()
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, config: MemberConfig, compression: str = "db"
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(
+    x: torch.Tensor, y: torch.Tensor, config: MemberConfig, compression: str = "db"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gain, power-domain mixup and SpecAugment on a batch of log-mel crops and one-hot labels."""
     batch, mels, frames = x.shape
     gain = 10 ** ((torch.rand(batch, 1, 1, device=x.device) * 2 - 1) * config.gain_db / 10)
@@ -306,8 +365,10 @@ def augment(x: torch.Tensor, y: torch.Tensor, config: MemberConfig, compression:
         y = lam[:, None] * y + (1 - lam[:, None]) * y[partner]
     x = compress(power, compression)
     fill = x.mean(dim=(1, 2), keepdim=True)
-    for size, axis_length, axis in ((config.freq_mask_bins, mels, 1),
-                                    (max(1, int(config.time_mask_fraction * frames)), frames, 2)):
+    for size, axis_length, axis in (
+        (config.freq_mask_bins, mels, 1),
+        (max(1, int(config.time_mask_fraction * frames)), frames, 2),
+    ):
         for _ in range(2):
             width = torch.randint(0, size + 1, (batch, 1), device=x.device)
             start = (torch.rand(batch, 1, device=x.device) * (axis_length - width + 1)).long()
@@ -319,9 +380,15 @@ def augment(x: torch.Tensor, y: torch.Tensor, config: MemberConfig, compression:
 
 
 @torch.no_grad()
-def predict_clips(network: nn.Module, store: FeatureStore, clips: ClipSet, chunk: int,
-                  correction: torch.Tensor | None, batch_clips: int = 32, max_chunks: int | None = None
-                  ) -> torch.Tensor:
+def predict_clips(
+    network: nn.Module,
+    store: FeatureStore,
+    clips: ClipSet,
+    chunk_frames: int,
+    correction: torch.Tensor | None,
+    batch_clips: int = 32,
+    max_chunks: int | None = None,
+) -> torch.Tensor:
     """Whole-clip log-probabilities (clips, classes) exactly as prediction computes them for this
     member; `correction` is added to the logits first (None once it is in the output bias)."""
     was_training = network.training
@@ -330,7 +397,7 @@ def predict_clips(network: nn.Module, store: FeatureStore, clips: ClipSet, chunk
     for first in range(0, len(clips.labels), batch_clips):
         which = list(range(first, min(first + batch_clips, len(clips.labels))))
         specs, frames = store.clip_specs(clips, which)
-        chunks, owner = make_chunks(specs, frames, chunk, max_chunks)
+        chunks, owner = make_chunks(specs, frames, chunk_frames, max_chunks)
         logits = clip_logits(network, chunks, owner, len(which))
         if correction is not None:
             logits = logits + correction.to(logits)
@@ -352,6 +419,13 @@ def _cpu_copy(state: dict) -> dict:
 
 def _save_checkpoint(path: Path, config: MemberConfig, network, optimizer, state: dict) -> None:
     buffer = io.BytesIO()
-    torch.save({"config": asdict(config), "model": network.state_dict(),
-                "optimizer": optimizer.state_dict(), **state}, buffer)
+    torch.save(
+        {
+            "config": asdict(config),
+            "model": network.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            **state,
+        },
+        buffer,
+    )
     write_atomic(path, buffer.getvalue())

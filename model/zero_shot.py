@@ -64,12 +64,27 @@ CUE_GIVEN_MUSIC = 0.01  # P(speech cue | a music genre): music rarely does
 # genre -> (any_of, none_of); the table in the module docstring, in code.
 GENRE_TAGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "Blues": (("msd:blues",), ()),
-    "Classical": (("mtt:classical", "mtt:classic", "mtt:opera", "mtt:harpsichord", "mtt:strings", "mtt:violin",
-                   "mtt:cello", "mtt:harp", "mtt:choir", "mtt:choral"), ()),
+    "Classical": (
+        (
+            "mtt:classical",
+            "mtt:classic",
+            "mtt:opera",
+            "mtt:harpsichord",
+            "mtt:strings",
+            "mtt:violin",
+            "mtt:cello",
+            "mtt:harp",
+            "mtt:choir",
+            "mtt:choral",
+        ),
+        (),
+    ),
     "Country": (("msd:country", "mtt:country"), ()),
     "Easy Listening": (("msd:easy listening",), ()),
-    "Electronic": (("msd:electronic", "msd:electronica", "msd:electro", "msd:House", "mtt:electronic",
-                    "mtt:techno"), ()),
+    "Electronic": (
+        ("msd:electronic", "msd:electronica", "msd:electro", "msd:House", "mtt:electronic", "mtt:techno"),
+        (),
+    ),
     "Experimental": (("msd:experimental", "mtt:weird"), ()),
     "Folk": (("msd:folk",), ()),
     "Hip-Hop": (("msd:Hip-Hop",), ()),
@@ -78,17 +93,36 @@ GENRE_TAGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "Jazz": (("msd:jazz",), ()),
     "Old-Time / Historic": (("msd:oldies",), ()),
     "Pop": (("msd:pop", "msd:indie pop", "mtt:pop"), ()),
-    "Rock": (("msd:rock", "msd:alternative rock", "msd:indie rock", "msd:classic rock", "msd:hard rock",
-              "msd:punk", "msd:metal", "msd:heavy metal", "msd:Progressive rock", "mtt:rock", "mtt:metal"), ()),
+    "Rock": (
+        (
+            "msd:rock",
+            "msd:alternative rock",
+            "msd:indie rock",
+            "msd:classic rock",
+            "msd:hard rock",
+            "msd:punk",
+            "msd:metal",
+            "msd:heavy metal",
+            "msd:Progressive rock",
+            "mtt:rock",
+            "mtt:metal",
+        ),
+        (),
+    ),
     "Soul-RnB": (("msd:soul", "msd:rnb", "msd:funk"), ()),
-    "Spoken": (("mtt:voice", "mtt:male voice", "mtt:man"),
-               ("mtt:beat", "mtt:drums", "mtt:guitar", "mtt:piano", "mtt:synth", "mtt:strings")),
+    "Spoken": (
+        ("mtt:voice", "mtt:male voice", "mtt:man"),
+        ("mtt:beat", "mtt:drums", "mtt:guitar", "mtt:piano", "mtt:synth", "mtt:strings"),
+    ),
 }
 
 
 def genre_tags_json() -> dict[str, dict[str, list[str]]]:
     """`GENRE_TAGS` as the manifest stores it (the member's hparams), so it can be read and edited there."""
-    return {genre: {"any_of": list(any_of), "none_of": list(none_of)} for genre, (any_of, none_of) in GENRE_TAGS.items()}
+    return {
+        genre: {"any_of": list(any_of), "none_of": list(none_of)}
+        for genre, (any_of, none_of) in GENRE_TAGS.items()
+    }
 
 
 class MusicnnZeroShot(MusicnnPair):
@@ -108,7 +142,9 @@ class MusicnnZeroShot(MusicnnPair):
             for mask, key in ((any_of, "any_of"), (none_of, "none_of")):
                 for tag in genre_tags[genre].get(key, []):
                     if tag not in PAIR_TAGS:
-                        raise ValueError(f"{genre}: unknown tag {tag!r} (tags are 'msd:<tag>' or 'mtt:<tag>')")
+                        raise ValueError(
+                            f"{genre}: unknown tag {tag!r} (tags are 'msd:<tag>' or 'mtt:<tag>')"
+                        )
                     mask[row, PAIR_TAGS.index(tag)] = True
             if not any_of[row].any():
                 raise ValueError(f"{genre}: needs at least one any_of tag")

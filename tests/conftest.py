@@ -84,25 +84,29 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     files["wav_renamed"] = folder / "wav_renamed.mp3"
     sf.write(files["wav_renamed"], signal(3, 22050), 22050, format="WAV")
     files["cover_art"] = folder / "cover_art.mp3"
-    files["cover_art"].write_bytes(with_cover_art(write_mp3(folder / "tmp.mp3", signal(10, rate), rate).read_bytes(), 8_000_000))
+    files["cover_art"].write_bytes(
+        with_cover_art(write_mp3(folder / "tmp.mp3", signal(10, rate), rate).read_bytes(), 8_000_000)
+    )
     (folder / "tmp.mp3").unlink()
     return files
 
 
 def tiny_ensemble_manifest(temperature: float = 1.5):
     """Three small random CNN members over two spectrogram configs, plus the prior."""
-    from model.ensemble import Manifest, MemberSpec
     from model.genres import GENRES, fma_medium_prior
+    from model.manifest import Manifest, MemberSpec
     from model.spectrogram import SpectrogramConfig
 
     narrow = SpectrogramConfig(n_mels=32)
     coarse = SpectrogramConfig(n_fft=1024, hop_length=512, n_mels=48)
-    cnn = dict(kind="cnn", architecture="short_chunk_resnet", hparams={"channels": [4, 8], "dropout": 0.1})
+    cnn = dict(architecture="short_chunk_resnet", hparams={"channels": [4, 8], "dropout": 0.1})
     members = (
         MemberSpec(name="a", spectrogram=narrow, chunk_seconds=3.0, **cnn),
         MemberSpec(name="b", spectrogram=narrow, chunk_seconds=3.0, **cnn),
-        MemberSpec(name="c", spectrogram=coarse, chunk_seconds=1.5, **{**cnn, "hparams": {"channels": [4, 8, 16]}}),
-        MemberSpec(name="prior", kind="prior"),
+        MemberSpec(
+            name="c", spectrogram=coarse, chunk_seconds=1.5, **{**cnn, "hparams": {"channels": [4, 8, 16]}}
+        ),
+        MemberSpec(name="prior"),
     )
     return Manifest(GENRES, 16000, temperature, tuple(fma_medium_prior()), members, "tiny test ensemble")
 
@@ -134,14 +138,17 @@ def zero_shot_weights(tmp_path_factory) -> Path:
     import subprocess
 
     folder = tmp_path_factory.mktemp("zero-shot-weights")
-    subprocess.run([sys.executable, str(REPO / "tools" / "zero_shot_ensemble.py"), "--out", str(folder)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(REPO / "tools" / "zero_shot_ensemble.py"), "--out", str(folder)],
+        check=True,
+        capture_output=True,
+    )
     return folder
 
 
 @pytest.fixture
 def tiny_weights(tmp_path) -> Path:
-    from model.ensemble import save_ensemble
+    from model.manifest import save_ensemble
 
     manifest = tiny_ensemble_manifest()
     save_ensemble(tmp_path / "weights", manifest, random_state_dicts(manifest))
@@ -200,10 +207,12 @@ def make_fma_dataset(root: Path, per_split=(16, 4, 4), seconds: float = 3.0) -> 
         rows.append((track_id, "medium", "training", "Rock", f"artist {track_id}"))
         track_id += 1
     rows.append((track_id, "large", "training", "Rock", "not in medium"))  # filtered out by subset
-    columns = pd.MultiIndex.from_tuples([("set", "subset"), ("set", "split"), ("track", "genre_top"),
-                                         ("artist", "name")])
-    frame = pd.DataFrame([r[1:] for r in rows], index=pd.Index([r[0] for r in rows], name="track_id"),
-                         columns=columns)
+    columns = pd.MultiIndex.from_tuples(
+        [("set", "subset"), ("set", "split"), ("track", "genre_top"), ("artist", "name")]
+    )
+    frame = pd.DataFrame(
+        [r[1:] for r in rows], index=pd.Index([r[0] for r in rows], name="track_id"), columns=columns
+    )
     frame.to_csv(metadata / "tracks.csv")
     return metadata, audio
 

@@ -32,10 +32,15 @@ def main() -> None:
         sf.write(payload / "selftest clip.mp3", np.stack([chord, chord], axis=1).astype(np.float32), rate)
         (payload / "broken.mp3").write_bytes(b"")
         out, report = Path(tmp) / "out" / "output.csv", Path(tmp) / "report.json"
-        env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", tmp),
-               "TEST_DIRECTORY": str(payload), "OUTPUT_PATH": str(out)}
-        subprocess.run([str(REPO / "run.sh"), "--device", "cpu", "--report", str(report)],
-                       env=env, cwd=tmp, check=True)
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": os.environ.get("HOME", tmp),
+            "TEST_DIRECTORY": str(payload),
+            "OUTPUT_PATH": str(out),
+        }
+        subprocess.run(
+            [str(REPO / "run.sh"), "--device", "cpu", "--report", str(report)], env=env, cwd=tmp, check=True
+        )
 
         with open(out, newline="") as file:
             rows = list(csv.reader(file))

@@ -16,7 +16,6 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO, random_state_dicts, signal, write_mp3
-
 from model import GenreModel, UnusableAudio
 from model.calibration import PROBABILITY_FLOOR
 from model.genres import GENRES
@@ -35,7 +34,7 @@ def songs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def cnn_weights(tmp_path_factory) -> Path:
     from conftest import tiny_ensemble_manifest
-    from model.ensemble import save_ensemble
+    from model.manifest import save_ensemble
 
     folder = tmp_path_factory.mktemp("api-weights") / "weights"
     manifest = tiny_ensemble_manifest()
@@ -44,8 +43,20 @@ def cnn_weights(tmp_path_factory) -> Path:
 
 
 def predict_py_rows(payload: Path, weights: Path, out: Path) -> pd.DataFrame:
-    subprocess.run([sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--out", str(out),
-                    "--weights", str(weights)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "predict.py"),
+            "--payload",
+            str(payload),
+            "--out",
+            str(out),
+            "--weights",
+            str(weights),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return pd.read_csv(out, index_col="file_id")
 
 
@@ -60,8 +71,10 @@ def test_every_input_form_gives_predict_py_row(songs, cnn_weights, zero_shot_wei
         stereo, rate = sf.read(path, dtype="float32")  # (samples, channels), the file's own rate
         assert rate == (22050 if name == "low" else 48000)
         rows = {
-            "path": model.predict(path), "str path": model.predict(str(path)),
-            "bytes": model.predict(path.read_bytes()), "file object": model.predict(open(path, "rb")),
+            "path": model.predict(path),
+            "str path": model.predict(str(path)),
+            "bytes": model.predict(path.read_bytes()),
+            "file object": model.predict(open(path, "rb")),
             "BytesIO": model.predict(io.BytesIO(path.read_bytes())),
             "channels last": model.predict(stereo, sample_rate=rate),
             "channels first": model.predict(stereo.T.copy(), sample_rate=rate),
@@ -115,8 +128,11 @@ def test_integer_waveforms_are_scaled(cnn_weights):
     model = GenreModel.load(cnn_weights, device="cpu")
     audio = signal(3.0, 16000, channels=1, seed=3)[:, 0]
     as_int16 = np.round(audio * 32768).astype(np.int16)
-    np.testing.assert_allclose(model.predict(as_int16, sample_rate=16000).to_numpy(),
-                               model.predict(as_int16 / 32768, sample_rate=16000).to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        model.predict(as_int16, sample_rate=16000).to_numpy(),
+        model.predict(as_int16 / 32768, sample_rate=16000).to_numpy(),
+        atol=1e-6,
+    )
 
 
 def unfloored(probabilities: np.ndarray) -> np.ndarray:
@@ -126,15 +142,25 @@ def unfloored(probabilities: np.ndarray) -> np.ndarray:
 def test_segments_combine_to_the_clip_row_when_every_member_chunks_like_the_segments(tmp_path):
     """Two CNNs with 1-s chunks, a temperature, a clip exactly 4 chunks long: the clip's row is the
     renormalised geometric mean of its 4 segment rows (model/segments.py says why)."""
-    from model.ensemble import Manifest, MemberSpec, save_ensemble
     from model.genres import fma_medium_prior
+    from model.manifest import Manifest, MemberSpec, save_ensemble
     from model.spectrogram import SpectrogramConfig
 
     config = SpectrogramConfig(n_mels=32)
-    cnn = dict(kind="cnn", architecture="short_chunk_resnet", hparams={"channels": [4, 8], "dropout": 0.1},
-               spectrogram=config, chunk_seconds=1.0)
-    manifest = Manifest(GENRES, 16000, 0.7, tuple(fma_medium_prior()),
-                        (MemberSpec(name="a", **cnn), MemberSpec(name="b", **cnn)), "segments test")
+    cnn = dict(
+        architecture="short_chunk_resnet",
+        hparams={"channels": [4, 8], "dropout": 0.1},
+        spectrogram=config,
+        chunk_seconds=1.0,
+    )
+    manifest = Manifest(
+        GENRES,
+        16000,
+        0.7,
+        tuple(fma_medium_prior()),
+        (MemberSpec(name="a", **cnn), MemberSpec(name="b", **cnn)),
+        "segments test",
+    )
     save_ensemble(tmp_path / "w", manifest, random_state_dicts(manifest, seed=5))
     model = GenreModel.load(tmp_path / "w", device="cpu")
     chunk = config.seconds_to_frames(1.0)

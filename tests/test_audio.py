@@ -5,8 +5,15 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import dominant_frequency, exit_on_short_clip, hang_on_short_clip, signal, write_mp3, write_vbr_without_xing
 
+from conftest import (
+    dominant_frequency,
+    exit_on_short_clip,
+    hang_on_short_clip,
+    signal,
+    write_mp3,
+    write_vbr_without_xing,
+)
 from model.audio import DecodeError, decode, decode_many, unusable_reason
 
 RATE = 16000
@@ -62,12 +69,13 @@ def test_truncated_file_yields_the_audio_before_the_cut(clips):
 def test_undecodable_files_raise_with_a_clear_reason(clips, name, reason):
     with pytest.raises(DecodeError, match=reason) as error:
         decode(clips[name], RATE)
-    assert error.value.path == str(clips[name])
+    assert error.value.path == str(clips[name]) and not error.value.transient
 
 
 def test_missing_file_raises(tmp_path):
-    with pytest.raises(DecodeError, match="cannot read the file"):
+    with pytest.raises(DecodeError, match="cannot read the file") as error:
         decode(tmp_path / "nope.mp3", RATE)
+    assert error.value.transient  # a resumed run tries it again
 
 
 def test_wav_renamed_mp3_is_accepted(clips):
@@ -96,7 +104,6 @@ def test_decoding_stops_at_max_seconds_with_either_decoder(clips):
     assert np.abs(vbr.audio[-RATE:]).max() > 0.2
 
 
-
 def test_a_sample_rate_change_mid_stream_keeps_pitch_and_length(tmp_path):
     """Two mp3s glued together (44.1 kHz, then 22.05 kHz): soundfile stops at the change, PyAV
     goes on, and the second part must be resampled, not played an octave off."""
@@ -108,6 +115,7 @@ def test_a_sample_rate_change_mid_stream_keeps_pitch_and_length(tmp_path):
     assert decoded.decoder == "pyav" and decoded.seconds == pytest.approx(10, abs=0.2)
     assert dominant_frequency(decoded.audio[RATE : 4 * RATE], RATE) == pytest.approx(440, abs=3)
     assert dominant_frequency(decoded.audio[6 * RATE : 9 * RATE], RATE) == pytest.approx(880, abs=3)
+
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_decode_many_keeps_order_and_returns_errors(clips, workers):
@@ -121,26 +129,40 @@ def test_decode_many_keeps_order_and_returns_errors(clips, workers):
 
 def test_a_worker_that_dies_costs_only_its_own_file(clips):
     names = ["cbr30", "silent", "short", "cover_art", "empty", "wav_renamed"]
-    results = list(decode_many([clips[n] for n in names], RATE, workers=2, prefetch=2, transform=exit_on_short_clip))
+    results = list(
+        decode_many([clips[n] for n in names], RATE, workers=2, prefetch=2, transform=exit_on_short_clip)
+    )
     assert [path for path, _ in results] == [clips[n] for n in names]
     outcome = dict(zip(names, (result for _, result in results)))
-    assert isinstance(outcome["short"], DecodeError) and "worker process died, exit code 3" in outcome["short"].reason
+    assert (
+        isinstance(outcome["short"], DecodeError)
+        and "worker process died, exit code 3" in outcome["short"].reason
+        and outcome["short"].transient
+    )
     assert isinstance(outcome["empty"], DecodeError) and "empty file" in outcome["empty"].reason
     assert outcome["cbr30"] == pytest.approx(30, abs=0.1) and outcome["silent"] == pytest.approx(5, abs=0.1)
-    assert outcome["cover_art"] == pytest.approx(10, abs=0.1) and outcome["wav_renamed"] == pytest.approx(3, abs=0.01)
+    assert outcome["cover_art"] == pytest.approx(10, abs=0.1) and outcome["wav_renamed"] == pytest.approx(
+        3, abs=0.01
+    )
 
 
 def test_a_worker_that_hangs_times_out_and_costs_only_its_own_file(clips):
     names = ["cbr30", "short", "silent", "cover_art", "wav_renamed"]
     start = time.perf_counter()
-    results = list(decode_many([clips[n] for n in names], RATE, workers=2, prefetch=1, transform=hang_on_short_clip,
-                               timeout=3))
+    results = list(
+        decode_many(
+            [clips[n] for n in names], RATE, workers=2, prefetch=1, transform=hang_on_short_clip, timeout=3
+        )
+    )
     assert time.perf_counter() - start < 60  # the hung file was stopped, not waited for
     assert [path for path, _ in results] == [clips[n] for n in names]
     outcome = dict(zip(names, (result for _, result in results)))
     assert isinstance(outcome["short"], DecodeError) and "timed out" in outcome["short"].reason
+    assert outcome["short"].transient
     assert outcome["cbr30"] == pytest.approx(30, abs=0.1) and outcome["silent"] == pytest.approx(5, abs=0.1)
-    assert outcome["cover_art"] == pytest.approx(10, abs=0.1) and outcome["wav_renamed"] == pytest.approx(3, abs=0.01)
+    assert outcome["cover_art"] == pytest.approx(10, abs=0.1) and outcome["wav_renamed"] == pytest.approx(
+        3, abs=0.01
+    )
 
 
 def test_stopping_early_leaves_no_worker_behind(clips):

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import REPO, TOY_GENRES, make_fma_dataset, toy_clip
 
+from conftest import REPO, TOY_GENRES, make_fma_dataset, toy_clip
 from model.handcrafted import FEATURE_NAMES, FEATURE_SIZES, STATISTICS, fma_features
 
 
@@ -29,9 +29,27 @@ def test_baseline_trains_and_beats_the_prior(tmp_path, model, per_class):
     metadata, audio = make_fma_dataset(tmp_path, per_split=(per_class, 3, 3), seconds=2.0)
     model_file = tmp_path / f"{model}.pkl"
     cache = tmp_path / "cache"
-    result = subprocess.run([sys.executable, str(REPO / "tools" / "baseline.py"), "train", "--metadata", str(metadata),
-                             "--audio", str(audio), "--model", model, "--out", str(model_file), "--cache", str(cache),
-                             "--workers", "2"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "baseline.py"),
+            "train",
+            "--metadata",
+            str(metadata),
+            "--audio",
+            str(audio),
+            "--model",
+            model,
+            "--out",
+            str(model_file),
+            "--cache",
+            str(cache),
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert "empty file (0 bytes)" in result.stderr
     test_row = next(line for line in result.stdout.splitlines() if line.startswith("| test |"))
@@ -44,14 +62,31 @@ def test_baseline_trains_and_beats_the_prior(tmp_path, model, per_class):
         sf.write(payload / f"{genre}.mp3", toy_clip(genre, 999), 22050)
     (payload / "broken.mp3").write_bytes(b"\x00" * 10)
     out = tmp_path / "predictions.csv"
-    result = subprocess.run([sys.executable, str(REPO / "tools" / "baseline.py"), "predict", "--model-file",
-                             str(model_file), "--payload", str(payload), "--out", str(out), "--workers", "0"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "baseline.py"),
+            "predict",
+            "--model-file",
+            str(model_file),
+            "--payload",
+            str(payload),
+            "--out",
+            str(out),
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out, index_col="file_id")
     assert sorted(table.index) == sorted([*TOY_GENRES, "broken"])
     for genre in TOY_GENRES:
         assert table.loc[genre].idxmax() == genre
-    check = subprocess.run([sys.executable, str(REPO / "evaluate.py"), str(out), "--payload", str(payload)],
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, str(REPO / "evaluate.py"), str(out), "--payload", str(payload)],
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0, check.stderr

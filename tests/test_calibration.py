@@ -7,13 +7,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.calibration import PROBABILITY_FLOOR, combine, fit_temperature, output_log_loss, output_probabilities
+from model.calibration import (
+    PROBABILITY_FLOOR,
+    combine,
+    fit_temperature,
+    output_log_loss,
+    output_probabilities,
+)
+from model.features import ClipSet, FeatureStore
 from model.genres import GENRES
 from model.metrics import log_loss
 from model.networks import build_network
 from model.training import (
-    ClipSet,
-    FeatureStore,
     MemberConfig,
     class_prior,
     correct_output_bias,
@@ -88,9 +93,14 @@ def test_sqrt_balanced_sampling_and_the_bias_correction_give_calibrated_probabil
 def test_fit_temperature_recovers_a_known_temperature():
     generator = torch.Generator().manual_seed(1)
     logits = 3 * torch.randn(30_000, len(GENRES), generator=generator, dtype=torch.float64)
-    members = torch.stack([torch.log_softmax(logits + 0.3 * torch.randn(logits.shape, generator=generator,
-                                                                        dtype=torch.float64), dim=1)
-                           for _ in range(3)])
+    members = torch.stack(
+        [
+            torch.log_softmax(
+                logits + 0.3 * torch.randn(logits.shape, generator=generator, dtype=torch.float64), dim=1
+            )
+            for _ in range(3)
+        ]
+    )
     for true_temperature in (0.5, 2.0):
         truth = torch.softmax(members.mean(0) / true_temperature, dim=1)  # the labels' real distribution
         labels = torch.multinomial(truth, 1, generator=generator)[:, 0]
@@ -110,17 +120,21 @@ def test_the_combination_rule_is_what_the_scorer_sees():
     expected = torch.softmax((members.double().mean(0)) / 1.7, dim=1)
     assert torch.allclose(probs, PROBABILITY_FLOOR + (1 - 16 * PROBABILITY_FLOOR) * expected)
     assert torch.allclose(combine(members, 1.7).exp(), expected.float(), atol=1e-6)
-    assert probs.min() >= PROBABILITY_FLOOR and torch.allclose(probs.sum(1), torch.ones(50, dtype=probs.dtype))
-    assert math.isclose(log_loss(labels.numpy(), probs.numpy()), output_log_loss(members, labels, 1.7).item(),
-                        rel_tol=1e-9)
+    assert probs.min() >= PROBABILITY_FLOOR and torch.allclose(
+        probs.sum(1), torch.ones(50, dtype=probs.dtype)
+    )
+    assert math.isclose(
+        log_loss(labels.numpy(), probs.numpy()), output_log_loss(members, labels, 1.7).item(), rel_tol=1e-9
+    )
 
 
 def tiny_store(clips: int = 12, frames: int = 120, n_mels: int = 16) -> tuple[FeatureStore, ClipSet]:
     generator = torch.Generator().manual_seed(3)
     data = (torch.randn(clips * frames, n_mels, generator=generator) * 10 - 40).half().numpy()
     offsets = torch.arange(clips) * frames
-    return FeatureStore(data, torch.device("cpu")), ClipSet(offsets, torch.full((clips,), frames),
-                                                             torch.arange(clips) % 4)
+    return FeatureStore(data, torch.device("cpu")), ClipSet(
+        offsets, torch.full((clips,), frames), torch.arange(clips) % 4
+    )
 
 
 def test_validation_with_the_correction_equals_the_corrected_network():
@@ -159,7 +173,9 @@ def test_batch_norm_settling_leaves_frozen_taggers_alone():
     torch.manual_seed(0)
     network = build_network("musicnn_transfer", 96, len(GENRES), {"hidden": 8})
     before = {k: v.clone() for k, v in network.state_dict().items()}
-    settle_batch_norm(network, store, clips, 187, MemberConfig(name="m", batch_size=4, batch_norm_crops=8), seed=0)
+    settle_batch_norm(
+        network, store, clips, 187, MemberConfig(name="m", batch_size=4, batch_norm_crops=8), seed=0
+    )
     assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())
 
 
@@ -171,8 +187,9 @@ def test_an_epoch_has_enough_steps_on_small_data():
 
 def test_a_few_perfect_validation_clips_do_not_make_the_temperature_extreme():
     """16 clips, all right at 90 % confidence: without the prior on T the fit would promise 99.9 %."""
-    members = torch.log(torch.full((1, 16, len(GENRES)), 0.1 / 15)).scatter(2, torch.zeros(1, 16, 1, dtype=torch.long),
-                                                                          math.log(0.9))
+    members = torch.log(torch.full((1, 16, len(GENRES)), 0.1 / 15)).scatter(
+        2, torch.zeros(1, 16, 1, dtype=torch.long), math.log(0.9)
+    )
     labels = torch.zeros(16, dtype=torch.long)
     assert fit_temperature(members, labels, prior_sd=100.0) < 0.4  # what maximum likelihood alone does
     assert 0.6 < fit_temperature(members, labels) <= 1.0

@@ -5,9 +5,9 @@ on a copy of the repository broken on purpose.
 """
 
 import ast
-import json
 import importlib.metadata
 import io
+import json
 import os
 import re
 import shutil
@@ -19,15 +19,32 @@ from contextlib import chdir
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-
 from repo2docker.app import Repo2Docker
+
+from conftest import REPO
 
 BUILD_ARGS = {"NB_USER": "crowdai", "NB_UID": "1001"}
 SUPPORTED_PYTHON = "3.11"  # torch==2.13.0 and every pin are tested on it
-MAX_CONTEXT_MB = 100  # catches a cache or dataset swept into the image; a trained 3 CNN + 2 head ensemble is ~24 MB
-OVERRIDES = ("environment.yml", "Pipfile", "Pipfile.lock", "Dockerfile", "binder", ".binder", "setup.py", "start")
-RUNTIME_FILES = ("predict.py", "train.py", "evaluate.py", "tests/selftest.py", *map(str, Path("model").glob("*.py")))
+MAX_CONTEXT_MB = (
+    100  # catches a cache or dataset swept into the image; a trained 3 CNN + 2 head ensemble is ~24 MB
+)
+OVERRIDES = (
+    "environment.yml",
+    "Pipfile",
+    "Pipfile.lock",
+    "Dockerfile",
+    "binder",
+    ".binder",
+    "setup.py",
+    "start",
+)
+RUNTIME_FILES = (
+    "predict.py",
+    "train.py",
+    "evaluate.py",
+    "tests/selftest.py",
+    *map(str, Path("model").glob("*.py")),
+)
 
 
 def pick_buildpack(repo: Path):
@@ -106,7 +123,9 @@ def image_problems(repo: Path) -> list[str]:
             problems.append(f"{script} does not start with a shebang on line 1")
     for name in members:
         parts = name.split("/")
-        if parts[0] == "src" and any(p in {".git", ".venv", "venv", "cache", "data", "runs", "__pycache__"} for p in parts):
+        if parts[0] == "src" and any(
+            p in {".git", ".venv", "venv", "cache", "data", "runs", "__pycache__"} for p in parts
+        ):
             problems.append(f"{name} is in the build context")
             break
     for name, member in members.items():
@@ -126,15 +145,23 @@ def apt_packages(repo: Path) -> list[str]:
 
 def missing_requirements(repo: Path) -> list[str]:
     """Third-party modules imported by the runtime code but provided by no package in requirements.txt."""
-    pinned = {re.split(r"[=<>\[; ]", line)[0].lower().replace("_", "-")
-              for line in (repo / "requirements.txt").read_text().splitlines() if line.strip() and not line.startswith("#")}
+    pinned = {
+        re.split(r"[=<>\[; ]", line)[0].lower().replace("_", "-")
+        for line in (repo / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     providers = importlib.metadata.packages_distributions()
     local = {p.stem for p in repo.glob("*.py")} | {"model"}
     missing = set()
     for relative in RUNTIME_FILES:
         for node in ast.walk(ast.parse((repo / relative).read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                else []
+            )
             for name in names:
                 top = name.split(".")[0]
                 if top in sys.stdlib_module_names or top in local:
@@ -153,10 +180,16 @@ def notebook_imports_missing(repo: Path) -> list[str]:
     import repo2docker
 
     lock = Path(repo2docker.__file__).parent / "buildpacks" / "conda" / "environment.py-3.11-linux-64.lock"
-    base = {re.sub(r"-[^-]+-[^-]+$", "", line.rsplit("/", 1)[-1].split(".conda")[0].split(".tar.bz2")[0])
-            for line in lock.read_text().splitlines() if line.startswith("http")}
-    pinned = {re.split(r"[=<>\[; ]", line)[0].lower().replace("_", "-")
-              for line in (repo / "requirements.txt").read_text().splitlines() if line.strip() and not line.startswith("#")}
+    base = {
+        re.sub(r"-[^-]+-[^-]+$", "", line.rsplit("/", 1)[-1].split(".conda")[0].split(".tar.bz2")[0])
+        for line in lock.read_text().splitlines()
+        if line.startswith("http")
+    }
+    pinned = {
+        re.split(r"[=<>\[; ]", line)[0].lower().replace("_", "-")
+        for line in (repo / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     providers = importlib.metadata.packages_distributions()
     cells = json.loads((repo / "index.ipynb").read_text())["cells"]
     missing = set()
@@ -164,8 +197,13 @@ def notebook_imports_missing(repo: Path) -> list[str]:
         if cell["cell_type"] != "code":
             continue
         for node in ast.walk(ast.parse("".join(cell["source"]))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                else []
+            )
             for name in names:
                 top = name.split(".")[0]
                 if top in sys.stdlib_module_names or top == "model":
@@ -191,7 +229,9 @@ def test_every_runtime_import_is_pinned_in_requirements():
 @pytest.fixture
 def broken_copy(tmp_path) -> Path:
     copy = tmp_path / "repo"
-    shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "cache", "runs"))
+    shutil.copytree(
+        REPO, copy, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "cache", "runs")
+    )
     return copy
 
 
@@ -207,11 +247,17 @@ def drop_dockerignore_with_a_cache(repo: Path) -> None:
         (lambda r: os.chmod(r / "run.sh", 0o644), "src/run.sh has mode 0o644"),
         (lambda r: (r / "run.sh").write_bytes((r / "run.sh").read_bytes().replace(b"\n", b"\r\n")), "CRLF"),
         (lambda r: (r / "run.sh").write_text("\n" + (r / "run.sh").read_text()), "shebang"),
-        (lambda r: (r / "environment.yml").write_text("dependencies: [python=3.11]\n"), "environment.yml exists"),
+        (
+            lambda r: (r / "environment.yml").write_text("dependencies: [python=3.11]\n"),
+            "environment.yml exists",
+        ),
         (lambda r: (r / "runtime.txt").write_text("python-3.10\n"), "the project needs 3.11"),
         (lambda r: (r / "runtime.txt").write_text("python-3.11.4\n"), "must always be specified as 'x.y'"),
         (lambda r: (r / "apt.txt").write_text("sox\n"), None),  # a real package: must appear, no problem
-        (lambda r: (r / "weights" / "big.pt").write_text("version https://git-lfs.github.com/spec/v1\n"), "LFS pointer"),
+        (
+            lambda r: (r / "weights" / "big.pt").write_text("version https://git-lfs.github.com/spec/v1\n"),
+            "LFS pointer",
+        ),
         (lambda r: drop_dockerignore_with_a_cache(r), "src/cache"),
     ],
 )
@@ -230,13 +276,18 @@ def test_a_package_missing_from_requirements_is_caught(broken_copy):
     assert missing_requirements(broken_copy) == ["soxr (imported in model/audio.py)"]
 
 
-@pytest.mark.skipif(subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True).returncode,
-                    reason="needs a git checkout")
+@pytest.mark.skipif(
+    subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True).returncode,
+    reason="needs a git checkout",
+)
 def test_grader_run_emulation_of_the_committed_tree():
     """Full script, borrowing this venv's packages (.ci/run also runs it with a fresh venv)."""
     site = sysconfig.get_paths()["purelib"]
-    result = subprocess.run(["bash", str(REPO / "tests" / "container" / "emulate.sh"), "--reuse-site", site],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", str(REPO / "tests" / "container" / "emulate.sh"), "--reuse-site", site],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "emulation passed" in result.stdout
     assert "no network attempted" in result.stdout
@@ -245,7 +296,14 @@ def test_grader_run_emulation_of_the_committed_tree():
 def test_a_notebook_import_the_image_lacks_is_caught(tmp_path):
     (tmp_path / "requirements.txt").write_text((REPO / "requirements.txt").read_text())
     notebook = json.loads((REPO / "index.ipynb").read_text())
-    notebook["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-                              "source": ["import seaborn\n", "from IPython.display import Audio"]})
+    notebook["cells"].append(
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": ["import seaborn\n", "from IPython.display import Audio"],
+        }
+    )
     (tmp_path / "index.ipynb").write_text(json.dumps(notebook))
     assert notebook_imports_missing(tmp_path) == ["seaborn"]

@@ -6,12 +6,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import random_state_dicts, tiny_ensemble_manifest
 
+from conftest import random_state_dicts, tiny_ensemble_manifest
 from model.calibration import PROBABILITY_FLOOR, floor_probabilities
 from model.chunking import make_chunks
-from model.ensemble import ManifestError, load_ensemble, load_manifest, save_ensemble
+from model.ensemble import load_ensemble
 from model.genres import GENRES, fma_medium_prior
+from model.manifest import ManifestError, load_manifest, save_ensemble
 
 
 def waveforms(lengths, seed=0):
@@ -81,23 +82,39 @@ def edit_manifest(weights, change):
     "change, message",
     [
         (lambda d: d.update(classes=d["classes"][::-1]), "same names in another order"),
-        (lambda d: d.update(classes=d["classes"][:-1] + ["Disco"]), r"unknown: \['Disco'\], absent: \['Spoken'\]"),
+        (
+            lambda d: d.update(classes=d["classes"][:-1] + ["Disco"]),
+            r"unknown: \['Disco'\], absent: \['Spoken'\]",
+        ),
         (lambda d: d.update(temperature=0), "temperature must be a positive number"),
         (lambda d: d.update(class_prior=[1 / 15] * 15), "class_prior must be 16 positive numbers"),
         (lambda d: d.update(format_version=99), "format_version is 99"),
         (lambda d: d["members"][0].update(architecture="transformer"), "unknown architecture 'transformer'"),
         (lambda d: d["members"][0].update(kind="svm"), "kind must be one of"),
-        (lambda d: d["members"][0]["spectrogram"].update(sample_rate=22050), "differs from the ensemble's 16000"),
+        (
+            lambda d: d["members"][0]["spectrogram"].update(sample_rate=22050),
+            "differs from the ensemble's 16000",
+        ),
         (lambda d: d["members"][1].update(name="a"), "member names must be unique"),
         (lambda d: d.pop("members"), "missing key.*members"),
         (lambda d: d["members"][0].update(state_dict="gone.pt"), "gone.pt is missing"),
         (lambda d: d["members"][0].update(sha256="0" * 64), "SHA-256 is"),
         (lambda d: d["members"][0].update(hparams={"channels": [4, 8], "depth": 3}), "bad hyper-parameters"),
-        (lambda d: d["members"][0].update(base_state_dict="/etc/base.pt", base_sha256="0"), "base_state_dict must be a path inside"),
+        (
+            lambda d: d["members"][0].update(base_state_dict="/etc/base.pt", base_sha256="0"),
+            "base_state_dict must be a path inside",
+        ),
         (lambda d: d["members"][0].update(base_state_dict="base.pt"), "needs its base_sha256"),
-        (lambda d: d["members"][0].update(base_state_dict="base.pt", base_sha256="0" * 64), "base.pt is missing"),
-        (lambda d: d["members"][0].update(base_state_dict=d["members"][1]["state_dict"], base_sha256="0" * 64),
-         "SHA-256 is"),
+        (
+            lambda d: d["members"][0].update(base_state_dict="base.pt", base_sha256="0" * 64),
+            "base.pt is missing",
+        ),
+        (
+            lambda d: d["members"][0].update(
+                base_state_dict=d["members"][1]["state_dict"], base_sha256="0" * 64
+            ),
+            "SHA-256 is",
+        ),
     ],
 )
 def test_invalid_manifests_say_what_is_wrong(tiny_weights, change, message):
@@ -125,8 +142,12 @@ def test_missing_manifest_and_bad_json(tmp_path, tiny_weights):
 
 def test_state_dict_of_the_wrong_shape_is_refused(tiny_weights):
     # member c (three blocks) pointed at member a's file (two blocks)
-    edit_manifest(tiny_weights, lambda d: d["members"][2].update(
-        state_dict=d["members"][0]["state_dict"], sha256=d["members"][0]["sha256"]))
+    edit_manifest(
+        tiny_weights,
+        lambda d: d["members"][2].update(
+            state_dict=d["members"][0]["state_dict"], sha256=d["members"][0]["sha256"]
+        ),
+    )
     with pytest.raises(ManifestError, match="member 'c'.*cannot load the state dict"):
         load_ensemble(tiny_weights)
 
@@ -149,7 +170,7 @@ def test_cpu_and_cuda_agree(tiny_weights):
 
 
 def test_base_weights_are_placed_with_their_licence_only(tmp_path):
-    from model.ensemble import place_base_weights
+    from model.manifest import place_base_weights
 
     source = tmp_path / "downloads"
     source.mkdir()
@@ -158,7 +179,11 @@ def test_base_weights_are_placed_with_their_licence_only(tmp_path):
     out = tmp_path / "weights"
     relative, digest = place_base_weights(out, source / "pair.pt")
     assert relative == "downloads/pair.pt" and digest == hashlib.sha256(b"pair.pt").hexdigest()
-    assert sorted(p.name for p in (out / "downloads").iterdir()) == ["LICENSE-pair.txt", "pair.pt", "provenance.json"]
+    assert sorted(p.name for p in (out / "downloads").iterdir()) == [
+        "LICENSE-pair.txt",
+        "pair.pt",
+        "provenance.json",
+    ]
     assert place_base_weights(out, source / "pair.pt") == (relative, digest)  # already there: nothing to do
     (source / "pair.pt").write_bytes(b"other weights")
     with pytest.raises(ValueError, match="holds other weights"):

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
 
+from conftest import REPO
 from model.genres import GENRES
 from model.submission import HEADER, submission_csv, validate_submission
 
@@ -19,8 +19,9 @@ UNIFORM = ",".join(["0.0625"] * 16)
 
 
 def run(script, *arguments, cwd=None):
-    return subprocess.run([sys.executable, str(REPO / script), *map(str, arguments)],
-                          capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *map(str, arguments)], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def test_a_valid_submission_passes():
@@ -64,7 +65,11 @@ def test_ids_must_match_the_payload(tmp_path):
 def test_grader_scores_match_an_independent_computation(tmp_path):
     truth = {"a": "Rock", "b": "Rock", "c": "Jazz", "d": "Pop", "e": "Jazz"}
     rows = {  # predicted class -> probability 0.6 there, the rest spread evenly
-        "a": "Rock", "b": "Jazz", "c": "Jazz", "d": "Pop", "e": "Rock",
+        "a": "Rock",
+        "b": "Jazz",
+        "c": "Jazz",
+        "d": "Pop",
+        "e": "Rock",
     }
     probs = {}
     for fid, predicted in rows.items():
@@ -72,7 +77,9 @@ def test_grader_scores_match_an_independent_computation(tmp_path):
         p[GENRES.index(predicted)] = 0.6
         probs[fid] = p
     (tmp_path / "pred.csv").write_text(submission_csv(list(probs), np.stack(list(probs.values()))))
-    pd.DataFrame({"file_id": list(truth), "genre": list(truth.values())}).to_csv(tmp_path / "truth.csv", index=False)
+    pd.DataFrame({"file_id": list(truth), "genre": list(truth.values())}).to_csv(
+        tmp_path / "truth.csv", index=False
+    )
     result = run("evaluate.py", tmp_path / "pred.csv", "--labels", tmp_path / "truth.csv")
     assert result.returncode == 0, result.stderr
 
@@ -119,11 +126,15 @@ def test_fma_tracks_csv_labels_conversion_and_the_prior_submission(tmp_path):
     result = run("tools/prior_submission.py", "--payload", payload, "--out", prior_csv)
     assert result.returncode == 0, result.stderr
 
-    graded = run("evaluate.py", prior_csv, "--payload", payload, "--labels", metadata / "tracks.csv", "--split", "test")
+    graded = run(
+        "evaluate.py", prior_csv, "--payload", payload, "--labels", metadata / "tracks.csv", "--split", "test"
+    )
     assert graded.returncode == 0, graded.stderr  # "000042" predictions match track 42 in tracks.csv
     from model.genres import fma_medium_prior
 
     prior = 1e-4 + (1 - 16e-4) * fma_medium_prior()
-    genres = pd.read_csv(metadata / "tracks.csv", index_col=0, header=[0, 1]).loc[test_ids, ("track", "genre_top")]
+    genres = pd.read_csv(metadata / "tracks.csv", index_col=0, header=[0, 1]).loc[
+        test_ids, ("track", "genre_top")
+    ]
     expected = -np.mean([math.log(prior[GENRES.index(g)]) for g in genres])
     assert f"log loss {expected:.4f}" in graded.stdout

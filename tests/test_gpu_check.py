@@ -12,8 +12,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "bench" / "gpu_check.sh"
-STEPS = ["wheels", "machine", "generate", "throughput", "ensemble", "predict_ensemble", "predict_shipped",
-         "cuda_tests"]
+STEPS = [
+    "wheels",
+    "machine",
+    "generate",
+    "throughput",
+    "ensemble",
+    "predict_ensemble",
+    "predict_shipped",
+    "cuda_tests",
+]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -32,9 +40,16 @@ def test_tiny_run_completes_every_step_and_writes_its_figures(tmp_path):
     figures = result["figures"]
     assert figures["machine"]["torch"].startswith("2.")
     throughput = figures["throughput"]
-    for key in ("decode_clips_per_s", "cache_clips_per_s", "training_crops_per_s", "projected_fma_medium_min"):
+    for key in (
+        "decode_clips_per_s",
+        "cache_clips_per_s",
+        "training_crops_per_s",
+        "projected_fma_medium_min",
+    ):
         assert throughput[key] > 0, key
-    assert throughput["cache_over_decode"] == throughput["cache_clips_per_s"] / throughput["decode_clips_per_s"]
+    assert (
+        throughput["cache_over_decode"] == throughput["cache_clips_per_s"] / throughput["decode_clips_per_s"]
+    )
     for name in ("predict_ensemble", "predict_shipped"):
         predict = figures[name]
         assert predict["failures"] == 0 and predict["clips"] == 16

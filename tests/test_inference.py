@@ -44,8 +44,13 @@ def test_a_failing_or_non_finite_clip_gets_the_fallback_and_the_rest_are_unchang
     monkeypatch.setattr(ensemble, "forward", troubled_forward)
     got = {p.path.name: p for p in _classify_batch(ensemble, batch)}
     fallback = ensemble.fallback_probabilities()
-    assert got["clip1.mp3"].status == "fallback" and "model failed on this clip: CUDA out of memory" in got["clip1.mp3"].reason
+    assert (
+        got["clip1.mp3"].status == "fallback"
+        and "model failed on this clip: CUDA out of memory" in got["clip1.mp3"].reason
+        and got["clip1.mp3"].transient  # out of memory may not recur: a resumed run retries it
+    )
     assert got["clip3.mp3"].status == "fallback" and "not finite" in got["clip3.mp3"].reason
+    assert not got["clip3.mp3"].transient
     for name in ("clip1.mp3", "clip3.mp3"):
         assert np.array_equal(got[name].probabilities, fallback)
     for name in ("clip0.mp3", "clip2.mp3", "clip4.mp3"):

@@ -8,11 +8,12 @@ import librosa
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
 
+from conftest import REPO
 from model.chunking import chunk_starts
-from model.ensemble import ManifestError, load_ensemble, load_manifest
+from model.ensemble import load_ensemble
 from model.genres import GENRES, fma_medium_prior
+from model.manifest import ManifestError, load_manifest
 from model.musicnn import MUSICNN_CHUNK_FRAMES, MUSICNN_SPECTROGRAM, PAIR_TAGS, MusicnnPair, MusicnnTagger
 from model.spectrogram import LogMel
 from model.zero_shot import GENRE_TAGS, MusicnnZeroShot, genre_tags_json
@@ -31,7 +32,9 @@ def test_port_reproduces_the_tensorflow_graph(pair):
     """tests/fixtures/musicnn_reference.npz: patches and the original graph's outputs
     (written by tools/convert_musicnn.py with tensorflow-cpu 2.15)."""
     reference = np.load(REPO / "tests" / "fixtures" / "musicnn_reference.npz")
-    patches = torch.from_numpy(reference["patches"].astype(np.float32)).transpose(1, 2)  # -> (n, mels, frames)
+    patches = torch.from_numpy(reference["patches"].astype(np.float32)).transpose(
+        1, 2
+    )  # -> (n, mels, frames)
     with torch.no_grad():
         for name in ("msd", "mtt"):
             logits, embedding = getattr(pair, name).tags_and_embedding(patches)
@@ -67,8 +70,9 @@ def test_input_is_musicnn_s_librosa_log_mel():
     rng = np.random.default_rng(0)
     t = np.arange(3 * 16000) / 16000
     audio = (0.3 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
-    theirs = np.log10(1 + 10000 * librosa.feature.melspectrogram(y=audio, sr=16000, n_fft=512, hop_length=256,
-                                                                 n_mels=96))
+    theirs = np.log10(
+        1 + 10000 * librosa.feature.melspectrogram(y=audio, sr=16000, n_fft=512, hop_length=256, n_mels=96)
+    )
     ours = LogMel(MUSICNN_SPECTROGRAM)(torch.from_numpy(audio)[None])[0].numpy()
     assert ours.shape == theirs.shape
     assert np.abs(ours - theirs).max() < 1e-3
@@ -89,22 +93,33 @@ def test_zero_shot_evidence_follows_the_table(monkeypatch):
     head.load_state_dict(torch.load(PAIR_FILE, weights_only=True))
     base = head.tag_base_rates().detach()
     probs = base.clone()[None]  # the average clip: every ratio 1
-    setting = {"msd:rock": 0.2, "msd:punk": 0.7, "mtt:rock": 0.05, "msd:jazz": 0.4, "mtt:voice": 0.8, "mtt:drums": 0.25}
+    setting = {
+        "msd:rock": 0.2,
+        "msd:punk": 0.7,
+        "mtt:rock": 0.05,
+        "msd:jazz": 0.4,
+        "mtt:voice": 0.8,
+        "mtt:drums": 0.25,
+    }
     for tag, p in setting.items():
         probs[0, PAIR_TAGS.index(tag)] = p
     no_pauses = torch.zeros(1)
     monkeypatch.setattr(MusicnnPair, "backbone", lambda self, spec: (torch.logit(probs), None, no_pauses))
     with torch.no_grad():
-        ratios = (head(torch.zeros(1, 96, MUSICNN_CHUNK_FRAMES)) - head.cue_likelihood(no_pauses).log()).exp()[0]
+        ratios = (
+            head(torch.zeros(1, 96, MUSICNN_CHUNK_FRAMES)) - head.cue_likelihood(no_pauses).log()
+        ).exp()[0]
     by_genre, rate = dict(zip(GENRES, ratios.tolist())), lambda tag: base[PAIR_TAGS.index(tag)].item()
     # the strongest hallmark, each tag against its own base rate (not the mean, not another tag's base)
-    assert by_genre["Rock"] == pytest.approx(max(0.7 / rate("msd:punk"), 0.2 / rate("msd:rock"),
-                                                 0.05 / rate("mtt:rock")), rel=1e-4)
+    assert by_genre["Rock"] == pytest.approx(
+        max(0.7 / rate("msd:punk"), 0.2 / rate("msd:rock"), 0.05 / rate("mtt:rock")), rel=1e-4
+    )
     assert by_genre["Jazz"] == pytest.approx(0.4 / rate("msd:jazz"), rel=1e-4)
     spoken_none = ("mtt:beat", "mtt:drums", "mtt:guitar", "mtt:piano", "mtt:synth", "mtt:strings")
     others = max(rate(t) for t in spoken_none if t != "mtt:drums")
     assert by_genre["Spoken"] == pytest.approx(  # a voice, held back by drums
-        0.8 / rate("mtt:voice") * (1 - max(0.25, others)) / (1 - max(rate(t) for t in spoken_none)), rel=1e-4)
+        0.8 / rate("mtt:voice") * (1 - max(0.25, others)) / (1 - max(rate(t) for t in spoken_none)), rel=1e-4
+    )
     assert by_genre["Blues"] == pytest.approx(1.0, rel=1e-4)
 
 
@@ -115,7 +130,9 @@ def test_the_speech_cue_moves_the_odds_of_spoken_and_nothing_else():
     likelihood = head.cue_likelihood(torch.tensor([0.0, 0.05, 0.3]))
     spoken = GENRES.index("Spoken")
     music = [i for i in range(16) if i != spoken]
-    assert torch.allclose(likelihood[:, music], likelihood[:, music[:1]].expand(-1, 15))  # one value for music
+    assert torch.allclose(
+        likelihood[:, music], likelihood[:, music[:1]].expand(-1, 15)
+    )  # one value for music
     odds = likelihood[:, spoken] / likelihood[:, music[0]]  # Spoken against any music genre
     assert odds[0] == pytest.approx((1 - CUE_GIVEN_SPEECH) / (1 - CUE_GIVEN_MUSIC))  # no pauses: 1/10
     assert odds[2] == pytest.approx(CUE_GIVEN_SPEECH / CUE_GIVEN_MUSIC)  # pause-rich: 90
@@ -123,8 +140,8 @@ def test_the_speech_cue_moves_the_odds_of_spoken_and_nothing_else():
 
 
 def test_pause_fraction_tells_speech_like_gaps_from_sustained_sound():
-    from model.speech import pause_fraction
     from model.spectrogram import LogMel
+    from model.speech import pause_fraction
 
     rate, rng = 16000, np.random.default_rng(0)
     t = np.arange(3 * rate) / rate
@@ -150,12 +167,14 @@ def test_zero_shot_model_holds_the_documented_table_and_listens(zero_shot_weight
     manifest = ensemble.manifest
     assert manifest.zero_shot_only and [m.kind for m in manifest.members] == ["zero_shot"]
     member = manifest.members[0]
-    assert member.hparams["genre_tags"] == genre_tags_json()  # the manifest holds the table the code documents
+    assert (
+        member.hparams["genre_tags"] == genre_tags_json()
+    )  # the manifest holds the table the code documents
     assert member.spectrogram == MUSICNN_SPECTROGRAM and member.state_dict == "musicnn/musicnn_pair.pt"
     assert np.allclose(manifest.class_prior, fma_medium_prior())
     rate = 16000
     t = np.arange(10 * rate) / rate
-    clicks = ((np.sin(2 * np.pi * 2 * t) > 0.97) * np.random.default_rng(0).standard_normal(len(t)))
+    clicks = (np.sin(2 * np.pi * 2 * t) > 0.97) * np.random.default_rng(0).standard_normal(len(t))
     chord = sum(np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0)) / 6
     waveforms = torch.tensor(np.stack([clicks, chord]) * 0.5, dtype=torch.float32)
     with torch.inference_mode():
@@ -164,11 +183,15 @@ def test_zero_shot_model_holds_the_documented_table_and_listens(zero_shot_weight
     assert np.abs(probs[0] - probs[1]).max() > 0.05  # it listens: different music, different genres
 
 
-@pytest.mark.skipif(not load_manifest(REPO / "weights").zero_shot_only,
-                    reason="weights/ holds a trained ensemble, not the zero-shot default")
+@pytest.mark.skipif(
+    not load_manifest(REPO / "weights").zero_shot_only,
+    reason="weights/ holds a trained ensemble, not the zero-shot default",
+)
 def test_the_shipped_zero_shot_manifest_is_what_the_tool_writes(zero_shot_weights):
     """tools/zero_shot_ensemble.py regenerates the shipped weights/ exactly."""
-    assert (zero_shot_weights / "manifest.json").read_text() == (REPO / "weights" / "manifest.json").read_text()
+    assert (zero_shot_weights / "manifest.json").read_text() == (
+        REPO / "weights" / "manifest.json"
+    ).read_text()
 
 
 def _zero_shot_manifest(tmp_path, zero_shot_weights, **changes) -> None:
@@ -182,8 +205,14 @@ def _zero_shot_manifest(tmp_path, zero_shot_weights, **changes) -> None:
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"spectrogram": {**MUSICNN_SPECTROGRAM.to_dict(), "n_mels": 128}}, "was pretrained on the spectrogram"),
-        ({"spectrogram": {**MUSICNN_SPECTROGRAM.to_dict(), "compression": "db"}}, "was pretrained on the spectrogram"),
+        (
+            {"spectrogram": {**MUSICNN_SPECTROGRAM.to_dict(), "n_mels": 128}},
+            "was pretrained on the spectrogram",
+        ),
+        (
+            {"spectrogram": {**MUSICNN_SPECTROGRAM.to_dict(), "compression": "db"}},
+            "was pretrained on the spectrogram",
+        ),
         ({"kind": "cnn"}, "is of kind 'zero_shot', not 'cnn'"),
         ({"state_dict": "../musicnn_pair.pt"}, "must be a path inside the weights folder"),
         ({"max_chunks": 0}, "max_chunks must be a positive integer"),
@@ -197,7 +226,11 @@ def test_bad_zero_shot_members_are_refused(tmp_path, zero_shot_weights, changes,
 
 
 def test_an_edited_table_with_an_unknown_tag_is_refused_at_load(tmp_path, zero_shot_weights):
-    _zero_shot_manifest(tmp_path, zero_shot_weights, hparams={"genre_tags": {**genre_tags_json(), "Folk": {"any_of": ["msd:polka"]}}})
+    _zero_shot_manifest(
+        tmp_path,
+        zero_shot_weights,
+        hparams={"genre_tags": {**genre_tags_json(), "Folk": {"any_of": ["msd:polka"]}}},
+    )
     with pytest.raises(ManifestError, match="unknown tag 'msd:polka'"):
         load_ensemble(tmp_path)
 
@@ -211,15 +244,23 @@ def test_max_chunks_spreads_a_sample_over_the_clip():
 
 def test_fine_tuning_trains_the_taggers_ten_times_slower(tmp_path):
     """--fine-tune: the taggers learn too, in their own optimizer group at 0.1 x the head's rate."""
-    from model.training import ClipSet, FeatureStore, MemberConfig, train_member
+    from model.features import ClipSet, FeatureStore
+    from model.training import MemberConfig, train_member
 
     generator = torch.Generator().manual_seed(0)
     frames = torch.full((8,), 200)
     data = (torch.rand(8 * 200, 96, generator=generator) * 4).half().numpy()
     clips = ClipSet(torch.arange(8) * 200, frames, torch.arange(8) % 4)
     store = FeatureStore(data, torch.device("cpu"), compression="log10_1p")
-    config = MemberConfig(name="ft", architecture="musicnn_transfer", hparams={"hidden": 16, "fine_tune": True},
-                          epochs=1, batch_size=4, mixup_alpha=0.0, backbone_weights=str(PAIR_FILE))
+    config = MemberConfig(
+        name="ft",
+        architecture="musicnn_transfer",
+        hparams={"hidden": 16, "fine_tune": True},
+        epochs=1,
+        batch_size=4,
+        mixup_alpha=0.0,
+        backbone_weights=str(PAIR_FILE),
+    )
     network, history = train_member(config, store, clips, clips, MUSICNN_CHUNK_FRAMES, tmp_path / "ft.ckpt")
     pretrained = torch.load(PAIR_FILE, weights_only=True)
     trained = network.state_dict()
@@ -250,7 +291,8 @@ def test_members_on_the_same_frozen_taggers_share_one_run_of_them(tmp_path, monk
     """zero-shot + two frozen transfer heads: the taggers run once per batch, and the ensemble's
     output equals each member computed on its own; a fine-tuned member runs its own taggers."""
     from model.chunking import make_chunks
-    from model.ensemble import Manifest, MemberSpec, clip_logits, save_ensemble
+    from model.ensemble import clip_logits
+    from model.manifest import Manifest, MemberSpec, save_ensemble
     from model.musicnn import MUSICNN_CHUNK_SECONDS, MusicnnTransfer
 
     (tmp_path / "musicnn").mkdir()
@@ -265,8 +307,9 @@ def test_members_on_the_same_frozen_taggers_share_one_run_of_them(tmp_path, monk
         network.load_state_dict(torch.load(PAIR_FILE, weights_only=True), strict=False)
         if fine_tune:  # as after fine-tuning: taggers that differ from the pretrained ones
             network.msd.output.bias.data += 0.5
-        members.append(MemberSpec(name=f"head{i}", kind="transfer", architecture="musicnn_transfer",
-                                  hparams=hparams, **common))
+        members.append(
+            MemberSpec(name=f"head{i}", architecture="musicnn_transfer", hparams=hparams, **common)
+        )
         states[f"head{i}"] = network.state_dict()
     manifest = Manifest(GENRES, 16000, 1.3, tuple(fma_medium_prior()), tuple(members), "sharing test")
     save_ensemble(tmp_path, manifest, states)
@@ -275,7 +318,9 @@ def test_members_on_the_same_frozen_taggers_share_one_run_of_them(tmp_path, monk
     assert keys["musicnn-zero-shot"] == keys["head0"] == keys["head1"] and keys["head2"] is None
 
     calls, real = [], MusicnnPair.backbone
-    monkeypatch.setattr(MusicnnPair, "backbone", lambda self, spec: calls.append(len(spec)) or real(self, spec))
+    monkeypatch.setattr(
+        MusicnnPair, "backbone", lambda self, spec: calls.append(len(spec)) or real(self, spec)
+    )
     rng = np.random.default_rng(1)
     lengths = [16000 * 12, 16000 * 7]
     waveforms = torch.zeros(2, max(lengths))
@@ -285,7 +330,9 @@ def test_members_on_the_same_frozen_taggers_share_one_run_of_them(tmp_path, monk
         shared = ensemble(waveforms, lengths)
         assert len(calls) == 2  # once for the three frozen members, once for the fine-tuned one
         specs = next(iter(ensemble.logmels.values()))(waveforms)
-        chunks, owner = make_chunks(specs, [MUSICNN_SPECTROGRAM.frames(n) for n in lengths], MUSICNN_CHUNK_FRAMES, 3)
+        chunks, owner = make_chunks(
+            specs, [MUSICNN_SPECTROGRAM.frames(n) for n in lengths], MUSICNN_CHUNK_FRAMES, 3
+        )
         alone = []
         for member in members:
             logits = clip_logits(ensemble.networks[member.name], chunks, owner, 2)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
 
 import predict
+from conftest import REPO
 from model.atomic import write_atomic
 from model.device import usable_cores
 from model.genres import GENRES
-from model.journal import Journal, read_journal
+from model.journal import Journal, read_journal, reusable_entries
 from model.submission import write_submission
 
 
@@ -68,10 +68,22 @@ def test_files_sharing_an_id_get_one_row(tmp_path, capsys):
 
 def test_output_that_is_a_folder_gets_one_line(tmp_path):
     (tmp_path / "payload").mkdir()
-    result = subprocess.run([sys.executable, str(REPO / "predict.py"), "--payload", str(tmp_path / "payload"),
-                             "--out", str(tmp_path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "predict.py"),
+            "--payload",
+            str(tmp_path / "payload"),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"predict.py: error: --out {tmp_path} is a folder: give a file name"]
+    assert result.stderr.strip().splitlines() == [
+        f"predict.py: error: --out {tmp_path} is a folder: give a file name"
+    ]
 
 
 def test_journal_keeps_complete_entries_only_and_transient_fallbacks_are_retried(tmp_path):
@@ -83,14 +95,20 @@ def test_journal_keeps_complete_entries_only_and_transient_fallbacks_are_retried
     journal.add(clip, np.full(16, 1 / 16), report)
     journal.close()
     with open(journal_file, "a") as file:
-        file.write("[1, 2]\n" + json.dumps({"weights": "w1", "file": ["other.mp3", 1, 2]}) + "\n{\"cut sh")
+        file.write("[1, 2]\n" + json.dumps({"weights": "w1", "file": ["other.mp3", 1, 2]}) + '\n{"cut sh')
     entries = read_journal(journal_file, "w1")
     assert list(entries) == [("clip.mp3", 1, clip.stat().st_mtime_ns)]
     assert read_journal(journal_file, "another model") == {}
-    assert not predict.is_transient(next(iter(entries.values())))
-    assert predict.is_transient({"status": "fallback", "reason": "the decoder crashed on this file (its worker process died)"})
-    assert predict.is_transient({"status": "fallback", "reason": "the decoder timed out (still busy after 120 s; stopped)"})
-    assert not predict.is_transient({"status": "fallback", "reason": "empty file (0 bytes)"})
+    # a resumed run keeps ok rows and permanent fallbacks, and retries transient fallbacks
+    cases = (("ok", "ok", False), ("empty", "fallback", False), ("crashed", "fallback", True))
+    files = {name: tmp_path / f"{name}.mp3" for name, _, _ in cases}
+    journal = Journal(journal_file, "w1", [])
+    for name, status, transient in cases:
+        files[name].write_bytes(name.encode())
+        entry = {**report, "file_id": name, "status": status, "transient": transient}
+        journal.add(files[name], np.full(16, 1 / 16), entry)
+    journal.close()
+    assert set(reusable_entries(journal_file, "w1", list(files.values()))) == {files["ok"], files["empty"]}
 
 
 def test_usable_cores_honours_a_cgroup_quota(tmp_path):

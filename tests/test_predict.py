@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, sigint_enabled
 
-from model.ensemble import load_manifest
+from conftest import REPO, sigint_enabled
 from model.genres import fma_medium_prior
+from model.manifest import load_manifest
 from model.submission import HEADER
 
 NAMES = {  # source clip -> name in the payload
@@ -32,7 +32,12 @@ NAMES = {  # source clip -> name in the payload
     "random": "random bytes",
 }
 UPPER_CASE = {"garbage"}  # these get an .MP3 extension
-EXPECTED_FALLBACKS = {"silent": "silent", "short": "too short", "empty": "empty file", "random bytes": "not an audio"}
+EXPECTED_FALLBACKS = {
+    "silent": "silent",
+    "short": "too short",
+    "empty": "empty file",
+    "random bytes": "not an audio",
+}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +55,8 @@ def payload(clips, tmp_path_factory) -> Path:
 def snapshot(folder: Path) -> dict:
     return {
         str(p.relative_to(folder)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in sorted(folder.rglob("*")) if p.is_file()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -88,7 +94,10 @@ def test_run_sh_is_the_grader_contract(payload, tmp_path):
     elsewhere.mkdir()
     result = subprocess.run(
         [*no_network_prefix(), str(REPO / "run.sh"), "--report", str(tmp_path / "report.json")],
-        env=grader_env(payload, out, tmp_path), cwd=elsewhere, capture_output=True, text=True,
+        env=grader_env(payload, out, tmp_path),
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     header, rows = read_csv(out)
@@ -99,7 +108,8 @@ def test_run_sh_is_the_grader_contract(payload, tmp_path):
     report = {entry["file_id"]: entry for entry in json.loads((tmp_path / "report.json").read_text())}
     assert sorted(report) == sorted(NAMES.values())
     for file_id, entry in report.items():
-        assert set(entry) == {"file_id", "status", "seconds", "decoder", "reason"}
+        assert set(entry) == {"file_id", "status", "seconds", "decoder", "reason", "transient"}
+        assert entry["transient"] is False  # silent, short, empty, not audio: no retry would help
         if file_id in EXPECTED_FALLBACKS:
             assert entry["status"] == "fallback" and EXPECTED_FALLBACKS[file_id] in entry["reason"]
         else:
@@ -113,9 +123,25 @@ def test_run_sh_is_the_grader_contract(payload, tmp_path):
 def test_cnn_ensemble_predicts_per_clip_and_falls_back_to_the_prior(payload, tiny_weights, tmp_path):
     out = tmp_path / "predictions.csv"
     result = subprocess.run(
-        [sys.executable, str(REPO / "predict.py"), "--payload", f"{payload}/", "--out", str(out),
-         "--weights", str(tiny_weights), "--workers", "0", "--batch-size", "3", "--device", "cpu"],
-        capture_output=True, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            str(REPO / "predict.py"),
+            "--payload",
+            f"{payload}/",
+            "--out",
+            str(out),
+            "--weights",
+            str(tiny_weights),
+            "--workers",
+            "0",
+            "--batch-size",
+            "3",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "PRIOR-ONLY" not in result.stderr
@@ -131,8 +157,11 @@ def test_cnn_ensemble_predicts_per_clip_and_falls_back_to_the_prior(payload, tin
 def test_empty_payload_gets_a_header_only_csv(tmp_path):
     (tmp_path / "payload").mkdir()
     out = tmp_path / "out.csv"
-    result = subprocess.run([sys.executable, str(REPO / "predict.py"), "--payload", str(tmp_path / "payload"),
-                             "--out", str(out)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), "--payload", str(tmp_path / "payload"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert out.read_text().splitlines() == [",".join(HEADER)]
 
@@ -152,8 +181,9 @@ def test_bad_arguments_get_one_line_and_write_nothing(tmp_path, arguments, messa
     (tmp_path / "payload").mkdir()
     out = tmp_path / "out.csv"
     base = ["--payload", str(tmp_path / "payload"), "--out", str(out)]
-    result = subprocess.run([sys.executable, str(REPO / "predict.py"), *base, *arguments],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), *base, *arguments], capture_output=True, text=True
+    )
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
     assert not out.exists()
@@ -171,14 +201,30 @@ def test_an_interrupted_run_resumes_from_its_journal(clips, tiny_weights, tmp_pa
     for i in range(30):
         shutil.copy(clips["cbr30"], payload / f"clip{i:02d}.mp3")
     shutil.copy(clips["empty"], payload / "empty.mp3")
-    command = [sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--weights", str(tiny_weights),
-               "--device", "cpu", "--workers", "0", "--batch-size", "1"]
-    straight = subprocess.run([*command, "--out", str(tmp_path / "straight.csv")], capture_output=True, text=True)
+    command = [
+        sys.executable,
+        str(REPO / "predict.py"),
+        "--payload",
+        str(payload),
+        "--weights",
+        str(tiny_weights),
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--batch-size",
+        "1",
+    ]
+    straight = subprocess.run(
+        [*command, "--out", str(tmp_path / "straight.csv")], capture_output=True, text=True
+    )
     assert straight.returncode == 0, straight.stderr
 
     out = tmp_path / "resumed.csv"
     journal = tmp_path / "resumed.csv.partial.jsonl"
-    process = subprocess.Popen([*command, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*command, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while process.poll() is None and time.time() < deadline:
         if journal.exists() and len(journal.read_text().splitlines()) >= 5:
@@ -213,11 +259,31 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(clips, tiny_weights, tmp
     for i in range(40):
         shutil.copy(clips["cbr30"], payload / f"clip{i:02d}.mp3")
     out, journal = tmp_path / "out.csv", tmp_path / "out.csv.partial.jsonl"
-    command = [sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--weights", str(tiny_weights),
-               "--device", "cpu", "--workers", "2", "--batch-size", "1", "--out", str(out)]
+    command = [
+        sys.executable,
+        str(REPO / "predict.py"),
+        "--payload",
+        str(payload),
+        "--weights",
+        str(tiny_weights),
+        "--device",
+        "cpu",
+        "--workers",
+        "2",
+        "--batch-size",
+        "1",
+        "--out",
+        str(out),
+    ]
     # In its own process group, as a shell runs a job: ^C reaches the decode workers too.
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               process_group=0, preexec_fn=sigint_enabled)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0,
+        preexec_fn=sigint_enabled,
+    )
     deadline = time.time() + 120
     while process.poll() is None and time.time() < deadline:
         if journal.exists() and len(journal.read_text().splitlines()) >= 3:
@@ -227,16 +293,33 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(clips, tiny_weights, tmp
     stderr = process.communicate(timeout=60)[1]
     assert process.returncode == 130 and not out.exists(), stderr
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("predict.py: error: interrupted: ") and "--resume" in last and "Traceback" not in stderr
+    assert (
+        last.startswith("predict.py: error: interrupted: ")
+        and "--resume" in last
+        and "Traceback" not in stderr
+    )
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert len(read_csv(out)[1]) == 40
 
 
 def test_files_mode_prints_each_files_top_genres_and_writes_no_csv(payload, tiny_weights, tmp_path):
-    files = [next(payload.glob("silent*")), next(payload.glob("track one*")), next(payload.glob("cover art*"))]
-    command = [sys.executable, str(REPO / "predict.py"), *map(str, files), "--top-k", "2",
-               "--weights", str(tiny_weights), "--device", "cpu"]
+    files = [
+        next(payload.glob("silent*")),
+        next(payload.glob("track one*")),
+        next(payload.glob("cover art*")),
+    ]
+    command = [
+        sys.executable,
+        str(REPO / "predict.py"),
+        *map(str, files),
+        "--top-k",
+        "2",
+        "--weights",
+        str(tiny_weights),
+        "--device",
+        "cpu",
+    ]
     env = os.environ | {"OUTPUT_PATH": str(tmp_path / "grader.csv")}
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -257,9 +340,26 @@ def test_files_mode_prints_each_files_top_genres_and_writes_no_csv(payload, tiny
 
 def test_segments_csv_has_rows_for_every_input(payload, tiny_weights, tmp_path):
     out, segments = tmp_path / "out.csv", tmp_path / "segments.csv"
-    result = subprocess.run([sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--out", str(out),
-                             "--segments", str(segments), "--hop", "1.0", "--weights", str(tiny_weights),
-                             "--device", "cpu"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "predict.py"),
+            "--payload",
+            str(payload),
+            "--out",
+            str(out),
+            "--segments",
+            str(segments),
+            "--hop",
+            "1.0",
+            "--weights",
+            str(tiny_weights),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     _, clip_rows = read_csv(out)
     with open(segments, newline="", encoding="utf-8") as f:
@@ -291,8 +391,9 @@ def test_segments_csv_has_rows_for_every_input(payload, tiny_weights, tmp_path):
     ],
 )
 def test_files_and_segments_arguments_get_one_line(tmp_path, arguments, message):
-    result = subprocess.run([sys.executable, str(REPO / "predict.py"), *arguments], capture_output=True, text=True,
-                            cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), *arguments], capture_output=True, text=True, cwd=REPO
+    )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
     assert not (REPO / "s.csv").exists()

@@ -41,19 +41,21 @@ def test_cpu_and_cuda_agree():
     assert (cpu - gpu).abs().max() < 1e-2
 
 
-@pytest.mark.parametrize("frames, chunk", [(1876, 188), (188, 188), (189, 188), (1000, 300), (50, 188)])
-def test_chunks_cover_the_clip_evenly(frames, chunk):
-    starts = chunk_starts(frames, chunk)
+@pytest.mark.parametrize(
+    "frames, chunk_frames", [(1876, 188), (188, 188), (189, 188), (1000, 300), (50, 188)]
+)
+def test_chunks_cover_the_clip_evenly(frames, chunk_frames):
+    starts = chunk_starts(frames, chunk_frames)
     assert starts[0] == 0
-    if frames >= chunk:
-        assert starts[-1] == frames - chunk  # the last chunk ends on the last frame
-        assert all(b - a <= chunk for a, b in zip(starts, starts[1:]))  # no gap
-        assert len(starts) == -(-frames // chunk)
+    if frames >= chunk_frames:
+        assert starts[-1] == frames - chunk_frames  # the last chunk ends on the last frame
+        assert all(b - a <= chunk_frames for a, b in zip(starts, starts[1:]))  # no gap
+        assert len(starts) == -(-frames // chunk_frames)
 
 
 def test_short_clips_are_tiled_and_chunk_means_per_clip():
     specs = torch.arange(2 * 3 * 10, dtype=torch.float32).reshape(2, 3, 10)
-    chunks, owner = make_chunks(specs, [4, 10], chunk=6)
+    chunks, owner = make_chunks(specs, [4, 10], chunk_frames=6)
     assert owner.tolist() == [0, 1, 1]
     assert torch.equal(chunks[0], specs[0, :, [0, 1, 2, 3, 0, 1]])  # repeated, not zero-padded
     assert torch.equal(chunks[2], specs[1, :, 4:10])

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import REPO, TOY_GENRES, make_fma_dataset, sigint_enabled, toy_clip
 
+from conftest import REPO, TOY_GENRES, make_fma_dataset, sigint_enabled, toy_clip
 from model import fma
 from model.ensemble import load_ensemble
 from model.features import build_cache, build_caches, cache_folder
@@ -32,9 +32,21 @@ def dataset(tmp_path_factory) -> dict:
     return {"root": root, "metadata": metadata, "audio": audio, "cache": root / "cache"}
 
 
-def train(dataset, out: Path, *extra: str, run_dir: Path | None = None, **popen) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(REPO / "train.py"), "--cache", str(dataset["cache"]), "--out", str(out),
-               "--run-dir", str(run_dir or out.parent / f"run-{out.name}"), *TINY, *extra]
+def train(
+    dataset, out: Path, *extra: str, run_dir: Path | None = None, **popen
+) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "--cache",
+        str(dataset["cache"]),
+        "--out",
+        str(out),
+        "--run-dir",
+        str(run_dir or out.parent / f"run-{out.name}"),
+        *TINY,
+        *extra,
+    ]
     if not any(a in extra for a in ("--labels", "--metadata")):
         command += ["--metadata", str(dataset["metadata"]), "--audio", str(dataset["audio"])]
     return subprocess.run(command, capture_output=True, text=True, **popen)
@@ -46,8 +58,18 @@ def member_hashes(weights: Path) -> list[str]:
 
 
 def test_trained_ensemble_beats_the_prior_on_held_out_clips(dataset, tmp_path):
-    result = train(dataset, tmp_path / "weights", "--members", "2", "--epochs", "8", "--chunk-seconds", "1,1.5",
-                   "--workers", "2")
+    result = train(
+        dataset,
+        tmp_path / "weights",
+        "--members",
+        "2",
+        "--epochs",
+        "8",
+        "--chunk-seconds",
+        "1,1.5",
+        "--workers",
+        "2",
+    )
     assert result.returncode == 0, result.stderr
     assert re.search(r"skipped \d+: empty file \(0 bytes\)", result.stderr)  # reported, not fatal
     assert "| ensemble, T=" in result.stdout
@@ -63,13 +85,18 @@ def test_trained_ensemble_beats_the_prior_on_held_out_clips(dataset, tmp_path):
     # What training logs as validation log loss is what predict.py's output scores on those clips:
     # the ensemble at its fitted temperature, and a member alone at temperature 1.
     assert scored_by_predict(dataset, tmp_path / "weights", "validation") == pytest.approx(
-        report["validation_log_loss"], abs=2e-3)
+        report["validation_log_loss"], abs=2e-3
+    )
     alone = tmp_path / "cnn1-alone"
     shutil.copytree(tmp_path / "weights", alone)
-    manifest["members"], manifest["temperature"] = [m for m in manifest["members"] if m["name"] == "cnn1"], 1.0
+    manifest["members"], manifest["temperature"] = (
+        [m for m in manifest["members"] if m["name"] == "cnn1"],
+        1.0,
+    )
     (alone / "manifest.json").write_text(json.dumps(manifest))
     assert scored_by_predict(dataset, alone, "validation") == pytest.approx(
-        report["members"]["cnn1"]["validation_log_loss"], abs=2e-3)
+        report["members"]["cnn1"]["validation_log_loss"], abs=2e-3
+    )
 
 
 def test_every_member_converges_with_the_default_options_on_100_clips(dataset, tmp_path):
@@ -77,10 +104,33 @@ def test_every_member_converges_with_the_default_options_on_100_clips(dataset, t
     and patience would stop a member before batch-norm statistics settle."""
     out = tmp_path / "weights"
     result = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "--cache", str(dataset["cache"]), "--out", str(out),
-         "--run-dir", str(tmp_path / "run"), "--metadata", str(dataset["metadata"]), "--audio", str(dataset["audio"]),
-         "--channels", "8,16", "--members", "2", "--chunk-seconds", "1,1.5", "--device", "cpu", "--workers", "2"],
-        capture_output=True, text=True)
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "--cache",
+            str(dataset["cache"]),
+            "--out",
+            str(out),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--metadata",
+            str(dataset["metadata"]),
+            "--audio",
+            str(dataset["audio"]),
+            "--channels",
+            "8,16",
+            "--members",
+            "2",
+            "--chunk-seconds",
+            "1,1.5",
+            "--device",
+            "cpu",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
     assert_every_member_beats_the_prior(report)
@@ -90,19 +140,46 @@ def test_every_member_converges_with_the_default_options_on_100_clips(dataset, t
 def assert_every_member_beats_the_prior(report: dict) -> None:
     """Each member on its own, on the test split, well below the class prior's log loss."""
     for name, member in report["members"].items():
-        assert member["log_loss"] < 0.5 * report["prior_log_loss"], (name, member["log_loss"], report["prior_log_loss"])
+        assert member["log_loss"] < 0.5 * report["prior_log_loss"], (
+            name,
+            member["log_loss"],
+            report["prior_log_loss"],
+        )
         assert member["accuracy"] >= 0.75, (name, member["accuracy"])
 
 
 def scored_by_predict(dataset: dict, weights: Path, split: str) -> float:
     """predict.py on one split of the FMA layout, scored by evaluate.py: the log loss the grader sees."""
     payload, out = weights.parent / f"{weights.name}-{split}", weights.parent / f"{weights.name}-{split}.csv"
-    for command in ([str(REPO / "tools" / "split_payload.py"), str(dataset["metadata"]), str(dataset["audio"]),
-                     str(payload), "--split", split],
-                    [str(REPO / "predict.py"), "--payload", str(payload), "--out", str(out), "--weights", str(weights),
-                     "--device", "cpu"],
-                    [str(REPO / "evaluate.py"), str(out), "--labels", str(dataset["metadata"] / "tracks.csv"),
-                     "--split", split]):
+    for command in (
+        [
+            str(REPO / "tools" / "split_payload.py"),
+            str(dataset["metadata"]),
+            str(dataset["audio"]),
+            str(payload),
+            "--split",
+            split,
+        ],
+        [
+            str(REPO / "predict.py"),
+            "--payload",
+            str(payload),
+            "--out",
+            str(out),
+            "--weights",
+            str(weights),
+            "--device",
+            "cpu",
+        ],
+        [
+            str(REPO / "evaluate.py"),
+            str(out),
+            "--labels",
+            str(dataset["metadata"] / "tracks.csv"),
+            "--split",
+            split,
+        ],
+    ):
         result = subprocess.run([sys.executable, *command], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
     return float(re.search(r"log loss (\d+\.\d+)", result.stdout).group(1))
@@ -119,9 +196,24 @@ def assert_beats_prior_on_held_out_clips(tmp_path: Path, weights: Path) -> None:
             truth[f"{genre}-{seed}"] = GENRES.index(genre)
     (payload / "broken.mp3").write_bytes(b"")
     out, report_path = tmp_path / "predictions.csv", tmp_path / "report.json"
-    result = subprocess.run([sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--out", str(out),
-                             "--weights", str(weights), "--device", "cpu", "--report", str(report_path)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "predict.py"),
+            "--payload",
+            str(payload),
+            "--out",
+            str(out),
+            "--weights",
+            str(weights),
+            "--device",
+            "cpu",
+            "--report",
+            str(report_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     with open(out, newline="") as file:
         rows = {row[0]: np.array(row[1:], dtype=float) for row in list(csv.reader(file))[1:]}
@@ -141,12 +233,31 @@ def test_heads_on_the_pretrained_musicnn_taggers_train_beside_a_cnn(dataset, tmp
     import torch
 
     weights = tmp_path / "weights"
-    result = train(dataset, weights, "--members", "1", "--backbone", "musicnn", "--backbone-members", "1",
-                   "--epochs", "4", "--chunk-seconds", "1", "--max-chunks", "2", "--workers", "2")
+    result = train(
+        dataset,
+        weights,
+        "--members",
+        "1",
+        "--backbone",
+        "musicnn",
+        "--backbone-members",
+        "1",
+        "--epochs",
+        "4",
+        "--chunk-seconds",
+        "1",
+        "--max-chunks",
+        "2",
+        "--workers",
+        "2",
+    )
     assert result.returncode == 0, result.stderr
     manifest = json.loads((weights / "manifest.json").read_text())
     kinds = {m["name"]: (m["kind"], m["architecture"], m["max_chunks"]) for m in manifest["members"]}
-    assert kinds == {"cnn0": ("cnn", "short_chunk_resnet", None), "musicnn0": ("transfer", "musicnn_transfer", 2)}
+    assert kinds == {
+        "cnn0": ("cnn", "short_chunk_resnet", None),
+        "musicnn0": ("transfer", "musicnn_transfer", 2),
+    }
     transfer = next(m for m in manifest["members"] if m["kind"] == "transfer")
     assert transfer["spectrogram"]["n_mels"] == 96 and transfer["spectrogram"]["compression"] == "log10_1p"
     # frozen: the member's own file holds only the head; it refers to the pretrained taggers,
@@ -166,10 +277,33 @@ def test_heads_on_the_pretrained_musicnn_taggers_train_beside_a_cnn(dataset, tmp
 def test_ctrl_c_ends_training_with_one_line(dataset, tmp_path):
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), "--cache", str(dataset["cache"]), "--out", str(tmp_path / "weights"),
-         "--run-dir", str(run_dir), *TINY, "--members", "1", "--epochs", "50", "--chunk-seconds", "1",
-         "--workers", "0", "--metadata", str(dataset["metadata"]), "--audio", str(dataset["audio"])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_enabled,
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "--cache",
+            str(dataset["cache"]),
+            "--out",
+            str(tmp_path / "weights"),
+            "--run-dir",
+            str(run_dir),
+            *TINY,
+            "--members",
+            "1",
+            "--epochs",
+            "50",
+            "--chunk-seconds",
+            "1",
+            "--workers",
+            "0",
+            "--metadata",
+            str(dataset["metadata"]),
+            "--audio",
+            str(dataset["audio"]),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_enabled,
     )
     deadline = time.time() + 120
     while not (run_dir / "cnn0.ckpt").exists() and process.poll() is None and time.time() < deadline:
@@ -177,21 +311,49 @@ def test_ctrl_c_ends_training_with_one_line(dataset, tmp_path):
     process.send_signal(signal.SIGINT)
     stderr = process.communicate(timeout=60)[1]
     assert process.returncode == 130, stderr
-    assert stderr.strip().splitlines()[-1].startswith("train.py: error: interrupted.") and "Traceback" not in stderr
+    assert (
+        stderr.strip().splitlines()[-1].startswith("train.py: error: interrupted.")
+        and "Traceback" not in stderr
+    )
     assert "--resume" in stderr and not (tmp_path / "weights" / "manifest.json").exists()
 
 
 def test_resume_after_a_kill_reaches_the_same_ensemble(dataset, tmp_path):
-    arguments = ["--members", "1", "--epochs", "4", "--chunk-seconds", "1", "--workers", "0", "--min-epoch-steps", "8"]
+    arguments = [
+        "--members",
+        "1",
+        "--epochs",
+        "4",
+        "--chunk-seconds",
+        "1",
+        "--workers",
+        "0",
+        "--min-epoch-steps",
+        "8",
+    ]
     straight = train(dataset, tmp_path / "straight", *arguments, run_dir=tmp_path / "run_straight")
     assert straight.returncode == 0, straight.stderr
 
     run_dir = tmp_path / "run_killed"
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), "--cache", str(dataset["cache"]), "--out", str(tmp_path / "killed"),
-         "--run-dir", str(run_dir), *TINY, *arguments, "--metadata", str(dataset["metadata"]),
-         "--audio", str(dataset["audio"])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "--cache",
+            str(dataset["cache"]),
+            "--out",
+            str(tmp_path / "killed"),
+            "--run-dir",
+            str(run_dir),
+            *TINY,
+            *arguments,
+            "--metadata",
+            str(dataset["metadata"]),
+            "--audio",
+            str(dataset["audio"]),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     checkpoint = run_dir / "cnn0.ckpt"
     deadline = time.time() + 120
@@ -271,8 +433,10 @@ def test_two_configs_fill_from_one_decoding_pass(dataset, tmp_path, monkeypatch)
     from model.musicnn import MUSICNN_SPECTROGRAM
 
     tracks = fma.load_fma(dataset["metadata"], dataset["audio"])[["key", "path"]].head(8)
-    alone = {config: build_cache(tmp_path / "alone", config, tracks, workers=0)
-             for config in (SpectrogramConfig(n_mels=40), MUSICNN_SPECTROGRAM)}
+    alone = {
+        config: build_cache(tmp_path / "alone", config, tracks, workers=0)
+        for config in (SpectrogramConfig(n_mels=40), MUSICNN_SPECTROGRAM)
+    }
     decoded, real = [], model.features.decode_many
 
     def counting(paths, *args, **kwargs):
@@ -316,14 +480,31 @@ def test_crowdai_and_own_labels_train(dataset, tmp_path):
     tracks = fma.load_fma(dataset["metadata"], dataset["audio"])
     labels = tmp_path / "train_labels.csv"
     tracks.assign(track_id=tracks["key"].astype(int))[["track_id", "genre"]].to_csv(labels, index=False)
-    arguments = ["--members", "1", "--epochs", "2", "--chunk-seconds", "1", "--workers", "0", "--min-epoch-steps", "8"]
-    crowdai = train(dataset, tmp_path / "crowdai", "--labels", str(labels), "--audio", str(dataset["audio"]), *arguments)
+    arguments = [
+        "--members",
+        "1",
+        "--epochs",
+        "2",
+        "--chunk-seconds",
+        "1",
+        "--workers",
+        "0",
+        "--min-epoch-steps",
+        "8",
+    ]
+    crowdai = train(
+        dataset, tmp_path / "crowdai", "--labels", str(labels), "--audio", str(dataset["audio"]), *arguments
+    )
     assert crowdai.returncode == 0, crowdai.stderr
     assert "not artist-filtered" in crowdai.stderr
 
     own = tmp_path / "own.csv"
-    pd.DataFrame({"path": [str(Path(p).relative_to(dataset["root"])) for p in tracks["path"]],
-                  "genre": tracks["genre"]}).to_csv(own, index=False)
+    pd.DataFrame(
+        {
+            "path": [str(Path(p).relative_to(dataset["root"])) for p in tracks["path"]],
+            "genre": tracks["genre"],
+        }
+    ).to_csv(own, index=False)
     moved = dataset["root"] / "own.csv"  # paths are relative to the labels file's folder
     moved.write_text(own.read_text())
     mine = train(dataset, tmp_path / "own", "--labels", str(moved), *arguments)
@@ -362,12 +543,16 @@ def _with_extra_row(tmp_path, dataset) -> Path:
     return path
 
 
-
 def test_split_payload_links_one_split_flat(dataset, tmp_path):
     """tools/split_payload.py: FMA's nested test split as the flat folder predict.py reads."""
     out = tmp_path / "mp3s"
-    command = [sys.executable, str(REPO / "tools" / "split_payload.py"), str(dataset["metadata"]),
-               str(dataset["audio"]), str(out)]
+    command = [
+        sys.executable,
+        str(REPO / "tools" / "split_payload.py"),
+        str(dataset["metadata"]),
+        str(dataset["audio"]),
+        str(out),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     tracks = fma.load_fma(dataset["metadata"], dataset["audio"])

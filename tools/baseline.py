@@ -82,9 +82,13 @@ def main(argv=None) -> int:
         for name in ("validation", "test"):
             rows = split == name
             if rows.any():
-                result = scores(labels[rows], floor_probabilities(baseline.predict_proba(model, table.values[rows])))
-                print(f"| {name} | {rows.sum()} | {result['log_loss']:.3f} | {result['macro_f1']:.3f} | "
-                      f"{result['accuracy']:.3f} |")
+                result = scores(
+                    labels[rows], floor_probabilities(baseline.predict_proba(model, table.values[rows]))
+                )
+                print(
+                    f"| {name} | {rows.sum()} | {result['log_loss']:.3f} | {result['macro_f1']:.3f} | "
+                    f"{result['accuracy']:.3f} |"
+                )
         baseline.save_model(Path(args.out), model, args.model, prior)
         print(f"wrote {args.out} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         return 0
@@ -107,8 +111,11 @@ def main(argv=None) -> int:
         features = table.loc[[str(paths[i]) for i in ok]].values
         probabilities[ok] = floor_probabilities(baseline.predict_proba(saved["model"], features))
     write_submission(args.out, [file_id(p) for p in paths], probabilities)
-    print(f"wrote {args.out}: {len(paths)} rows, {len(paths) - len(ok)} fallback(s) to the class prior, "
-          f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+    print(
+        f"wrote {args.out}: {len(paths)} rows, {len(paths) - len(ok)} fallback(s) to the class prior, "
+        f"{time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+    )
     for key, reason in failed.items():
         print(f"  fallback {Path(key).name}: {reason}", file=sys.stderr)
     return 0

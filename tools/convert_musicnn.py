@@ -43,6 +43,7 @@ PATCHES = 4
 
 # ---- stage 1: under TensorFlow -------------------------------------------------------------------
 
+
 def tf_stage(package_dir: Path, patches_path: Path, out_path: Path) -> None:
     """Variables of each checkpoint and the original graph's outputs on the patches, into one npz."""
     import warnings
@@ -63,8 +64,9 @@ def tf_stage(package_dir: Path, patches_path: Path, out_path: Path) -> None:
         logits, *_, penultimate = models.define_model(x, is_training, folder, 50)
         with tf.compat.v1.Session() as session:
             tf.compat.v1.train.Saver().restore(session, str(package_dir / folder) + "/")
-            tags, embedding = session.run([tf.nn.sigmoid(logits), penultimate],
-                                          feed_dict={x: patches, is_training: False})
+            tags, embedding = session.run(
+                [tf.nn.sigmoid(logits), penultimate], feed_dict={x: patches, is_training: False}
+            )
             for variable in tf.compat.v1.global_variables():
                 out[f"{short}/var/{variable.name.removesuffix(':0')}"] = session.run(variable)
         out[f"{short}/tags"], out[f"{short}/embedding"] = tags, embedding
@@ -72,6 +74,7 @@ def tf_stage(package_dir: Path, patches_path: Path, out_path: Path) -> None:
 
 
 # ---- stage 2: under the project's Python -----------------------------------------------------------
+
 
 def reference_patches() -> np.ndarray:
     """(PATCHES, 187, 96) float16-exact log-mel patches of synthetic music-like signals."""
@@ -103,20 +106,32 @@ def state_dict_from_tf(variables: dict[str, np.ndarray]) -> dict:
         return torch.from_numpy(np.ascontiguousarray(variables[f"{name}/kernel"].transpose(3, 2, 0, 1)))
 
     def conv1d(name: str):  # [7, width, 1, out]: a 1-D conv over time with `width` input channels
-        return torch.from_numpy(np.ascontiguousarray(variables[f"{name}/kernel"][:, :, 0, :].transpose(2, 1, 0)))
+        return torch.from_numpy(
+            np.ascontiguousarray(variables[f"{name}/kernel"][:, :, 0, :].transpose(2, 1, 0))
+        )
 
     def norm(prefix: str, tf_index: int) -> dict:
         name = "batch_normalization" + (f"_{tf_index}" if tf_index else "")
-        return {f"{prefix}.weight": tensor(f"{name}/gamma"), f"{prefix}.bias": tensor(f"{name}/beta"),
-                f"{prefix}.running_mean": tensor(f"{name}/moving_mean"),
-                f"{prefix}.running_var": tensor(f"{name}/moving_variance"),
-                f"{prefix}.num_batches_tracked": torch.tensor(0)}
+        return {
+            f"{prefix}.weight": tensor(f"{name}/gamma"),
+            f"{prefix}.bias": tensor(f"{name}/beta"),
+            f"{prefix}.running_mean": tensor(f"{name}/moving_mean"),
+            f"{prefix}.running_var": tensor(f"{name}/moving_variance"),
+            f"{prefix}.num_batches_tracked": torch.tensor(0),
+        }
 
     state = norm("input_norm", 0)
     # tf layer order: conv2d, conv2d_1 timbral; conv2d_2..4 temporal; conv2d_5..7 mid end
-    blocks = [("timbral.0", 0, conv2d), ("timbral.1", 1, conv2d), ("temporal.0", 2, conv2d),
-              ("temporal.1", 3, conv2d), ("temporal.2", 4, conv2d),
-              ("midend.0", 5, conv1d), ("midend.1", 6, conv1d), ("midend.2", 7, conv1d)]
+    blocks = [
+        ("timbral.0", 0, conv2d),
+        ("timbral.1", 1, conv2d),
+        ("temporal.0", 2, conv2d),
+        ("temporal.1", 3, conv2d),
+        ("temporal.2", 4, conv2d),
+        ("midend.0", 5, conv1d),
+        ("midend.1", 6, conv1d),
+        ("midend.2", 7, conv1d),
+    ]
     for prefix, i, convert in blocks:
         name = "conv2d" + (f"_{i}" if i else "")
         state[f"{prefix}.conv.weight"] = convert(name)
@@ -125,7 +140,10 @@ def state_dict_from_tf(variables: dict[str, np.ndarray]) -> dict:
     state.update(norm("pool_norm", 9))
     state["dense.weight"], state["dense.bias"] = tensor("dense/kernel").T.contiguous(), tensor("dense/bias")
     state.update(norm("dense_norm", 10))
-    state["output.weight"], state["output.bias"] = tensor("dense_1/kernel").T.contiguous(), tensor("dense_1/bias")
+    state["output.weight"], state["output.bias"] = (
+        tensor("dense_1/kernel").T.contiguous(),
+        tensor("dense_1/bias"),
+    )
     return state
 
 
@@ -140,9 +158,18 @@ def convert(wheel: Path, tf_python: str) -> None:
             archive.extractall(tmp / "wheel")
         patches = reference_patches()
         np.savez(tmp / "patches.npz", patches=patches)
-        subprocess.run([tf_python, __file__, "--tf-stage", str(tmp / "wheel" / "musicnn"),
-                        str(tmp / "patches.npz"), str(tmp / "tf.npz")],
-                       check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        subprocess.run(
+            [
+                tf_python,
+                __file__,
+                "--tf-stage",
+                str(tmp / "wheel" / "musicnn"),
+                str(tmp / "patches.npz"),
+                str(tmp / "tf.npz"),
+            ],
+            check=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
         reference = dict(np.load(tmp / "tf.npz"))
         licence = (tmp / "wheel" / "musicnn-0.1.0.dist-info" / "LICENSE.md").read_text()
 
@@ -152,15 +179,22 @@ def convert(wheel: Path, tf_python: str) -> None:
         getattr(pair, short).load_state_dict(state_dict_from_tf(variables))
         with torch.no_grad():
             logits, embedding = getattr(pair, short).tags_and_embedding(
-                torch.from_numpy(patches.astype(np.float32)).transpose(1, 2))
+                torch.from_numpy(patches.astype(np.float32)).transpose(1, 2)
+            )
         errors[short] = {
-            "tags_max_abs_error": float(np.abs(torch.sigmoid(logits).numpy() - reference[f"{short}/tags"]).max()),
-            "embedding_max_abs_error": float(np.abs(embedding.numpy() - reference[f"{short}/embedding"]).max()),
+            "tags_max_abs_error": float(
+                np.abs(torch.sigmoid(logits).numpy() - reference[f"{short}/tags"]).max()
+            ),
+            "embedding_max_abs_error": float(
+                np.abs(embedding.numpy() - reference[f"{short}/embedding"]).max()
+            ),
         }
         fixture[f"{short}_tags"] = reference[f"{short}/tags"]
         fixture[f"{short}_embedding"] = reference[f"{short}/embedding"]
-        print(f"{TAGGERS[short]}: port vs TensorFlow graph, max abs error: tags "
-              f"{errors[short]['tags_max_abs_error']:.2e}, embedding {errors[short]['embedding_max_abs_error']:.2e}")
+        print(
+            f"{TAGGERS[short]}: port vs TensorFlow graph, max abs error: tags "
+            f"{errors[short]['tags_max_abs_error']:.2e}, embedding {errors[short]['embedding_max_abs_error']:.2e}"
+        )
         if errors[short]["tags_max_abs_error"] > 1e-4:
             sys.exit(f"convert_musicnn.py: the port does not reproduce {TAGGERS[short]}; nothing written")
 
@@ -168,16 +202,26 @@ def convert(wheel: Path, tf_python: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.contiguous() for k, v in pair.state_dict().items()}, out / "musicnn_pair.pt")
     (out / "LICENSE-musicnn.txt").write_text(licence)
-    (out / "provenance.json").write_text(json.dumps({
-        "source": "PyPI musicnn==0.1.0 (https://github.com/jordipons/musicnn), ISC licence",
-        "wheel": wheel.name, "wheel_sha256": _sha256(wheel),
-        "checkpoints": TAGGERS, "port_check": errors,
-        "musicnn_pair.pt_sha256": _sha256(out / "musicnn_pair.pt"),
-    }, indent=2) + "\n")
+    (out / "provenance.json").write_text(
+        json.dumps(
+            {
+                "source": "PyPI musicnn==0.1.0 (https://github.com/jordipons/musicnn), ISC licence",
+                "wheel": wheel.name,
+                "wheel_sha256": _sha256(wheel),
+                "checkpoints": TAGGERS,
+                "port_check": errors,
+                "musicnn_pair.pt_sha256": _sha256(out / "musicnn_pair.pt"),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     fixtures = REPO / "tests" / "fixtures"
     fixtures.mkdir(exist_ok=True)
     np.savez_compressed(fixtures / "musicnn_reference.npz", **fixture)
-    print(f"wrote {out}/musicnn_pair.pt, provenance.json, LICENSE-musicnn.txt and {fixtures}/musicnn_reference.npz")
+    print(
+        f"wrote {out}/musicnn_pair.pt, provenance.json, LICENSE-musicnn.txt and {fixtures}/musicnn_reference.npz"
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -190,8 +234,11 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--wheel", required=True, type=Path, help="musicnn-0.1.0-py3-none-any.whl")
-    parser.add_argument("--tf-python", default=shutil.which("python3"),
-                        help="a Python with tensorflow-cpu 2.15 (a throwaway venv)")
+    parser.add_argument(
+        "--tf-python",
+        default=shutil.which("python3"),
+        help="a Python with tensorflow-cpu 2.15 (a throwaway venv)",
+    )
     args = parser.parse_args()
     if not args.wheel.is_file():
         parser.error(f"{args.wheel} does not exist: pip download musicnn==0.1.0 --no-deps")

@@ -5,8 +5,8 @@
 
 The starter kit's random_submission.py done right: rows drawn uniformly from the simplex score
 ~3.32 in log loss on average (H_15), uniform rows 2.77, the FMA-medium prior ~2.09. Any model
-worth shipping must beat this file's score under evaluate.py. The prior is the training prior recorded in --weights (default: the shipped ones),
-floored at 1e-4 like every prediction. The files are not decoded.
+worth shipping must beat this file's score under evaluate.py. The prior is the training prior
+recorded in --weights (default: the shipped ones), floored at 1e-4 like every prediction. The files are not decoded.
 """
 
 import sys
@@ -17,9 +17,9 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from model.cli import ArgumentParser, die  # noqa: E402
 from model.calibration import floor_probabilities  # noqa: E402
-from model.ensemble import ManifestError, load_manifest  # noqa: E402
+from model.cli import ArgumentParser, die  # noqa: E402
+from model.manifest import ManifestError, load_manifest  # noqa: E402
 from model.submission import file_id, find_mp3s, write_submission  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Remake the README's timeline figure (examples/timeline.png) from the example clips, as index.ipynb draws it.
 
-    python tools/readme_figures.py [--weights weights/] [--out examples/timeline.png]
+python tools/readme_figures.py [--weights weights/] [--out examples/timeline.png]
 """
 
 from __future__ import annotations
@@ -31,8 +31,12 @@ def main() -> None:
     from model.plots import timeline_figure
 
     model = GenreModel.load(args.weights, device="cpu")
-    chords, beat = (decode(REPO / "examples" / f"{name}.mp3", model.sample_rate).audio for name in ("chords", "beat"))
-    timeline = model.segments(np.concatenate([chords, beat, chords]), sample_rate=model.sample_rate, hop_seconds=1.0)
+    chords, beat = (
+        decode(REPO / "examples" / f"{name}.mp3", model.sample_rate).audio for name in ("chords", "beat")
+    )
+    timeline = model.segments(
+        np.concatenate([chords, beat, chords]), sample_rate=model.sample_rate, hop_seconds=1.0
+    )
     figure = timeline_figure(timeline, title="examples: chords | beat | chords (shipped zero-shot model)")
     figure.savefig(args.out, dpi=80)
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1024:.0f} KB)")

@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from model.cli import ArgumentParser, non_negative_int  # noqa: E402
-from model.ensemble import Manifest, MemberSpec, save_ensemble  # noqa: E402
 from model.genres import GENRES, fma_medium_prior  # noqa: E402
+from model.manifest import Manifest, MemberSpec, save_ensemble  # noqa: E402
 from model.musicnn import MUSICNN_CHUNK_SECONDS, MUSICNN_SPECTROGRAM  # noqa: E402
 from model.zero_shot import genre_tags_json  # noqa: E402
 
@@ -32,18 +32,28 @@ DEFAULT_MAX_CHUNKS = 4
 def zero_shot_member(weights_dir: Path, max_chunks: int | None = DEFAULT_MAX_CHUNKS) -> MemberSpec:
     """The zero-shot member, referring to the converted taggers inside `weights_dir`."""
     return MemberSpec(
-        name="musicnn-zero-shot", kind="zero_shot", architecture="musicnn_zero_shot",
-        hparams={"genre_tags": genre_tags_json()}, state_dict=PAIR.as_posix(),
+        name="musicnn-zero-shot",
+        architecture="musicnn_zero_shot",
+        hparams={"genre_tags": genre_tags_json()},
+        state_dict=PAIR.as_posix(),
         sha256=hashlib.sha256((weights_dir / PAIR).read_bytes()).hexdigest(),
-        spectrogram=MUSICNN_SPECTROGRAM, chunk_seconds=MUSICNN_CHUNK_SECONDS, max_chunks=max_chunks,
+        spectrogram=MUSICNN_SPECTROGRAM,
+        chunk_seconds=MUSICNN_CHUNK_SECONDS,
+        max_chunks=max_chunks,
     )
 
 
 def main() -> None:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO / "weights", help="ensemble folder (default weights/)")
-    parser.add_argument("--max-chunks", type=non_negative_int, default=DEFAULT_MAX_CHUNKS,
-                        help=f"3-s chunks scored per clip, spread over it; 0 = all (default {DEFAULT_MAX_CHUNKS})")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "weights", help="ensemble folder (default weights/)"
+    )
+    parser.add_argument(
+        "--max-chunks",
+        type=non_negative_int,
+        default=DEFAULT_MAX_CHUNKS,
+        help=f"3-s chunks scored per clip, spread over it; 0 = all (default {DEFAULT_MAX_CHUNKS})",
+    )
     args = parser.parse_args()
     source = REPO / "weights" / PAIR
     if not source.is_file():
@@ -53,12 +63,14 @@ def main() -> None:
         for item in source.parent.iterdir():
             shutil.copy2(item, args.out / PAIR.parent / item.name)
     manifest = Manifest(
-        classes=GENRES, sample_rate=MUSICNN_SPECTROGRAM.sample_rate, temperature=1.0,
+        classes=GENRES,
+        sample_rate=MUSICNN_SPECTROGRAM.sample_rate,
+        temperature=1.0,
         class_prior=tuple(float(p) for p in fma_medium_prior()),
         members=(zero_shot_member(args.out, args.max_chunks or None),),
         description="Zero-shot: the pretrained musicnn MSD + MTT taggers (ISC, MTG-UPF) read through a fixed "
-                    "tag -> genre table and the FMA-medium class prior; not fitted on FMA. "
-                    "Train on FMA with train.py for a better model.",
+        "tag -> genre table and the FMA-medium class prior; not fitted on FMA. "
+        "Train on FMA with train.py for a better model.",
     )
     save_ensemble(args.out, manifest, {})
     print(f"wrote {args.out / 'manifest.json'}")
