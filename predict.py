@@ -59,6 +59,12 @@ def parse_args(argv: list[str] | None) -> object:
         help="auto: CUDA if a kernel really runs there, else CPU (default: auto)",
     )
     parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnxruntime"],
+        help="what runs the networks; auto: ONNX Runtime on the CPU, torch on CUDA (default: auto)",
+    )
+    parser.add_argument(
         "--workers",
         type=non_negative_int,
         default=None,
@@ -121,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             die(PROG, f"{flag} {target} is a folder: give a file name", 2)
     workers = args.workers if args.workers is not None else default_workers()
     torch.set_num_threads(usable_cores())  # torch's default counts a quota-limited container's host cores
-    model = load_model(args.weights, args.device)
+    model = load_model(args.weights, args.device, args.backend)
     announce(model, paths, args.payload, workers)
 
     # Finished predictions are journaled beside the output, so an interrupted run can be resumed.
@@ -148,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def load_model(weights: str, device: str):
+def load_model(weights: str, device: str, backend: str):
     """GenreModel.load, its warnings as plain lines and its errors as one line."""
     from model.device import DeviceError
     from model.genre_model import GenreModel
@@ -157,8 +163,8 @@ def load_model(weights: str, device: str):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            model = GenreModel.load(weights, device)
-    except (ManifestError, DeviceError) as error:
+            model = GenreModel.load(weights, device, backend)
+    except (ManifestError, DeviceError, ValueError) as error:
         die(PROG, str(error))
     for warning in caught:
         print(warning.message, file=sys.stderr)
@@ -279,7 +285,8 @@ def announce(model, paths: list[Path], payload: str | None, workers: int) -> Non
     members = ", ".join(m.name for m in manifest.members)
     where = f"mp3 files in {payload}" if payload else "files"
     print(
-        f"{len(paths)} {where}; ensemble: {members}; device: {model.device}; {workers} decode workers",
+        f"{len(paths)} {where}; ensemble: {members}; device: {model.device} ({model.ensemble.backend}); "
+        f"{workers} decode workers",
         file=sys.stderr,
     )
 

@@ -135,9 +135,9 @@ step ensemble 200 "$PY" bench/fma_shaped.py --tracks "$TRACKS" --seconds "$SECON
 cp "$DATA/train.log" "$OUT/train.log" 2>/dev/null
 predict_workers=$((CORES > 2 ? CORES - 1 : CORES))
 step predict_ensemble 90 "$PY" bench/predict.py --clips "$CLIPS" --weights "$DATA/weights" --workers "$predict_workers" \
-  --payload "$WORK/payload" --json "$WORK/predict_ensemble.json"
+  --payload "$WORK/payload" --rounds 1 --json "$WORK/predict_ensemble.json"
 step predict_shipped 90 "$PY" bench/predict.py --clips "$CLIPS" --weights weights --workers "$predict_workers" \
-  --payload "$WORK/payload" --json "$WORK/predict_shipped.json"
+  --payload "$WORK/payload" --rounds 1 --json "$WORK/predict_shipped.json"
 step cuda_tests 90 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_spectrogram.py tests/test_ensemble.py -k cuda
 if ((!TINY)); then
   step suite 600 "$PY" -m pytest -q -rs -x -p no:cacheprovider tests --ignore tests/test_container.py --ignore tests/test_gpu_check.py

@@ -12,6 +12,7 @@ One module per idea, shared by `predict.py` and `train.py`:
 - `speech`       the pause cue that tells speech from music, which the taggers cannot
 - `ensemble`     the ensemble on disk (manifest + state dicts) and in memory
 - `inference`    files -> decode workers -> ensemble batches -> one prediction per file
+- `exported`     the networks on ONNX Runtime: the same numbers, faster on a CPU
 - `segments`     a clip's genres over time, segment by segment
 - `genre_model`  `GenreModel`: the Python API predict.py itself runs on
 - `journal`      finished predictions on disk, so an interrupted run resumes

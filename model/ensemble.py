@@ -16,6 +16,7 @@ model/calibration.py, for prediction and training alike).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,17 @@ class Ensemble(nn.Module):
             for name, network in networks.items()
             if hasattr(network, "backbone_key")
         }
+        self.backend = "torch"
+        # ONNX Runtime versions of the networks, by member name or backbone key (model/exported.py)
+        self.exported: dict[str, Callable] = {}
+
+    def use_onnxruntime(self, threads: int) -> None:
+        """Run the networks on ONNX Runtime from now on (CPU only; same numbers, see model/exported.py)."""
+        from .exported import export_networks
+
+        if self.device.type != "cpu":
+            raise ValueError(f"the onnxruntime backend runs on the CPU; this ensemble is on {self.device}")
+        self.exported, self.backend = export_networks(self, threads), "onnxruntime"
 
     @property
     def device(self) -> torch.device:
@@ -87,10 +99,10 @@ class Ensemble(nn.Module):
             chunks, owner = chunk_cache[chunk_key]
             network, backbone_key = self.networks[member.name], self.backbone_keys.get(member.name)
             if backbone_key is None:
-                logits = clip_logits(network, chunks, owner, clips)
+                logits = clip_logits(network, chunks, owner, clips, function=self.exported.get(member.name))
             else:  # shared frozen taggers: run them once per chunk set, then this member's head
                 if (backbone_key, chunk_key) not in backbone_cache:
-                    parts = in_slices(network, network.backbone, chunks)
+                    parts = in_slices(network, self.exported.get(backbone_key, network.backbone), chunks)
                     backbone_cache[backbone_key, chunk_key] = tuple(torch.cat(p) for p in zip(*parts))
                 features = backbone_cache[backbone_key, chunk_key]
                 logits = mean_by_owner(network.head_from(*features).float(), owner, clips)
@@ -105,18 +117,30 @@ class Ensemble(nn.Module):
 
 
 def clip_logits(
-    network: nn.Module, chunks: torch.Tensor, owner: torch.Tensor, clips: int, chunks_per_call: int = 64
+    network: nn.Module,
+    chunks: torch.Tensor,
+    owner: torch.Tensor,
+    clips: int,
+    chunks_per_call: int = 64,
+    function: Callable | None = None,
 ) -> torch.Tensor:
-    """A clip's logits: the mean of its chunks' logits (chunks from `chunking.make_chunks`).
-    Used by prediction and by training's evaluation alike."""
-    logits = torch.cat([out.float() for out in in_slices(network, network, chunks, chunks_per_call)])
+    """A clip's logits: the mean of its chunks' logits (chunks from `chunking.make_chunks`), by
+    `network` or by `function` standing in for it (its exported version). Used by prediction and
+    by training's evaluation alike."""
+    scores = in_slices(network, function or network, chunks, chunks_per_call)
+    logits = torch.cat([out.float() for out in scores])
     return mean_by_owner(logits, owner, clips)
 
 
 def in_slices(network: nn.Module, function, chunks: torch.Tensor, chunks_per_call: int = 64) -> list:
-    """`function` applied to at most `chunks_per_call` chunks at a time (fewer if the network sets
-    its own `chunks_per_call`), which bounds activation memory whatever the batch of clips."""
-    step = min(chunks_per_call, getattr(network, "chunks_per_call", chunks_per_call))
+    """`function` applied to at most `chunks_per_call` chunks at a time (fewer if the network or
+    the function sets its own `chunks_per_call`), which bounds activation memory whatever the
+    batch of clips."""
+    step = min(
+        chunks_per_call,
+        getattr(network, "chunks_per_call", chunks_per_call),
+        getattr(function, "chunks_per_call", chunks_per_call),
+    )
     return [function(chunks[i : i + step]) for i in range(0, len(chunks), step)]
 
 

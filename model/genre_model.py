@@ -24,10 +24,12 @@ from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .audio import Decoded, DecodeError, decode, resample
 from .device import choose_device, usable_cores
 from .ensemble import Ensemble, load_ensemble
+from .exported import BACKENDS, onnxruntime_available
 from .inference import Prediction, classify_decoded, classify_files
 from .submission import file_id
 
@@ -57,19 +59,38 @@ class GenreModel:
         self.ensemble = ensemble
 
     @classmethod
-    def load(cls, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS, device: str = "auto") -> GenreModel:
+    def load(
+        cls, weights_dir: str | os.PathLike = DEFAULT_WEIGHTS, device: str = "auto", backend: str = "auto"
+    ) -> GenreModel:
         """Load the ensemble in `weights_dir` on `device` ("auto": CUDA if a kernel really runs
-        there, else the CPU, with a warning when a GPU is visible but unusable; "cpu"; "cuda").
-        Raises `ensemble.ManifestError` or `device.DeviceError` with a one-line message.
+        there, else the CPU, with a warning when a GPU is visible but unusable; "cpu"; "cuda"),
+        its networks run by `backend` ("auto": ONNX Runtime on the CPU when installed, else
+        torch; "torch"; "onnxruntime", CPU only: model/exported.py). Raises
+        `manifest.ManifestError`, `device.DeviceError` or ValueError with a one-line message.
 
         >>> model = GenreModel.load()
         >>> model.genres[:3]
         ['Blues', 'Classical', 'Country']
         """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         chosen, warning = choose_device(device)
         if warning:
             warnings.warn(warning, stacklevel=2)
-        return cls(load_ensemble(weights_dir, chosen))
+        if backend == "onnxruntime" and chosen.type != "cpu":
+            raise ValueError(
+                f"the onnxruntime backend runs on the CPU (the device is {chosen}): use device='cpu'"
+            )
+        if backend == "onnxruntime" and not onnxruntime_available():
+            raise ValueError(
+                "the onnxruntime backend needs the onnx and onnxruntime packages (requirements.txt)"
+            )
+        ensemble = load_ensemble(weights_dir, chosen)
+        if backend == "onnxruntime" or (
+            backend == "auto" and chosen.type == "cpu" and onnxruntime_available()
+        ):
+            ensemble.use_onnxruntime(threads=torch.get_num_threads())
+        return cls(ensemble)
 
     @property
     def genres(self) -> list[str]:
@@ -87,7 +108,10 @@ class GenreModel:
     def __repr__(self) -> str:
         members = ", ".join(m.name for m in self.ensemble.manifest.members)
         temperature = self.ensemble.manifest.temperature
-        return f"GenreModel(members=[{members}], temperature={temperature:.3g}, device={self.device})"
+        return (
+            f"GenreModel(members=[{members}], temperature={temperature:.3g}, device={self.device}, "
+            f"backend={self.ensemble.backend})"
+        )
 
     def predict(self, x: Audio, sample_rate: int | None = None, strict: bool = False) -> pd.Series:
         """Genre probabilities for one input: a path, the bytes of an audio file, a binary file

@@ -245,13 +245,13 @@ class MusicnnPair(nn.Module):
     def backbone(self, spec: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(batch, 96, frames) -> tag logits (batch, 100), embedding (batch, 400) and the chunk's
         pause fraction (batch,): the speech cue the taggers lack (model/speech.py)."""
+        return (*self.taggers(spec), pause_fraction(spec))
+
+    def taggers(self, spec: Tensor) -> tuple[Tensor, Tensor]:
+        """(batch, 96, frames) -> tag logits (batch, 100) and embedding (batch, 400) of both taggers."""
         msd_tags, msd_embedding = self.msd.tags_and_embedding(spec)
         mtt_tags, mtt_embedding = self.mtt.tags_and_embedding(spec)
-        return (
-            torch.cat([msd_tags, mtt_tags], dim=1),
-            torch.cat([msd_embedding, mtt_embedding], dim=1),
-            pause_fraction(spec),
-        )
+        return torch.cat([msd_tags, mtt_tags], dim=1), torch.cat([msd_embedding, mtt_embedding], dim=1)
 
     def backbone_key(self) -> str | None:
         """Identifies the taggers' weights when they are frozen (None when they train), so an
