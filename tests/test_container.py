@@ -143,40 +143,41 @@ def apt_packages(repo: Path) -> list[str]:
     return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
 
 
-def missing_requirements(repo: Path) -> list[str]:
-    """Third-party modules imported by the runtime code but provided by no package in requirements.txt."""
-    pinned = {
+def pinned_distributions(repo: Path) -> set[str]:
+    """The distribution names requirements.txt pins, normalised."""
+    return {
         re.split(r"[=<>\[; ]", line)[0].lower().replace("_", "-")
         for line in (repo / "requirements.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     }
-    providers = importlib.metadata.packages_distributions()
+
+
+def third_party_imports(source: str, local: set[str]) -> set[str]:
+    """Top-level modules `source` imports absolutely, less the standard library and `local`."""
+    tops = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            tops |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            tops.add(node.module.split(".")[0])
+    return {top for top in tops if top not in sys.stdlib_module_names and top not in local}
+
+
+def missing_requirements(repo: Path) -> list[str]:
+    """Third-party modules imported by the runtime code but provided by no package in requirements.txt."""
+    pinned, providers = pinned_distributions(repo), importlib.metadata.packages_distributions()
     local = {p.stem for p in repo.glob("*.py")} | {"model"}
     missing = set()
     for relative in RUNTIME_FILES:
-        for node in ast.walk(ast.parse((repo / relative).read_text())):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module]
-                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
-                else []
-            )
-            for name in names:
-                top = name.split(".")[0]
-                if top in sys.stdlib_module_names or top in local:
-                    continue
-                dists = {d.lower().replace("_", "-") for d in providers.get(top, [])}
-                if not dists & pinned:
-                    missing.add(f"{top} (imported in {relative})")
+        for top in third_party_imports((repo / relative).read_text(), local):
+            if not {d.lower().replace("_", "-") for d in providers.get(top, [])} & pinned:
+                missing.add(f"{top} (imported in {relative})")
     return sorted(missing)
 
 
 def notebook_imports_missing(repo: Path) -> list[str]:
     """Modules index.ipynb imports that neither requirements.txt nor repo2docker's base environment
     (its conda lock for Python 3.11: Jupyter, IPython, ipywidgets) provides."""
-    import json
-
     import repo2docker
 
     lock = Path(repo2docker.__file__).parent / "buildpacks" / "conda" / "environment.py-3.11-linux-64.lock"
@@ -185,32 +186,13 @@ def notebook_imports_missing(repo: Path) -> list[str]:
         for line in lock.read_text().splitlines()
         if line.startswith("http")
     }
-    pinned = {
-        re.split(r"[=<>\[; ]", line)[0].lower().replace("_", "-")
-        for line in (repo / "requirements.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    }
-    providers = importlib.metadata.packages_distributions()
+    available, providers = pinned_distributions(repo) | base, importlib.metadata.packages_distributions()
     cells = json.loads((repo / "index.ipynb").read_text())["cells"]
     missing = set()
-    for cell in cells:
-        if cell["cell_type"] != "code":
-            continue
-        for node in ast.walk(ast.parse("".join(cell["source"]))):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module]
-                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
-                else []
-            )
-            for name in names:
-                top = name.split(".")[0]
-                if top in sys.stdlib_module_names or top == "model":
-                    continue
-                dists = {d.lower().replace("_", "-") for d in providers.get(top, [top])}
-                if not dists & (pinned | base):
-                    missing.add(top)
+    for cell in (c for c in cells if c["cell_type"] == "code"):
+        for top in third_party_imports("".join(cell["source"]), {"model"}):
+            if not {d.lower().replace("_", "-") for d in providers.get(top, [top])} & available:
+                missing.add(top)
     return sorted(missing)
 
 
