@@ -67,6 +67,8 @@ class ExportedFunction:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
+        # Idle threads sleep instead of spinning: the decode workers share these cores (README, Benchmarks)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
         self.module, self.shape, self.outputs = module, tuple(example.shape[1:]), len(outputs)
         self.chunks_per_call = max(1, min(16, getattr(module, "chunks_per_call", 64) // 2))
