@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None):
         choices=["training", "validation", "test"],
         help="with tracks.csv: the split to score against (default test)",
     )
-    parser.add_argument("--subset", default="medium", choices=["small", "medium", "large"])
+    parser.add_argument("--subset", default="medium", choices=["small", "medium", "large", "full"])
     parser.add_argument("--report", help="JSON report (default: beside the CSV, <name>.report.json)")
     parser.add_argument(
         "--confusion", help="confusion-matrix PNG (default: beside the CSV, <name>.confusion.png)"

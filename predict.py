@@ -23,7 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
-from model.cli import ArgumentParser, die, non_negative_int, positive_float, positive_int
+from model.cli import ArgumentParser, die, non_negative_int, positive_float, positive_int, shard_arg
 from model.submission import file_id, find_mp3s
 
 PROG = "predict.py"
@@ -97,11 +97,21 @@ def parse_args(argv: list[str] | None) -> object:
         action="store_true",
         help="reuse the predictions an interrupted run journaled beside --out",
     )
+    parser.add_argument(
+        "--shard",
+        type=shard_arg,
+        default=None,
+        metavar="I/N",
+        help="only shard I of N of the payload's sorted mp3s (N machines, one CSV each; "
+        "tools/merge_predictions.py joins them)",
+    )
     args = parser.parse_args(argv)
     if args.files and args.payload:
         parser.error("give FILEs or --payload, not both")
     if args.files and args.resume:
         parser.error("--resume is for --payload runs")
+    if args.files and args.shard:
+        parser.error("--shard splits a --payload folder; with FILEs, give each machine its own files")
     if args.segments and args.resume:
         parser.error("--segments cannot be resumed: the journal keeps clip rows only")
     if args.top_k > 16:
@@ -263,9 +273,13 @@ def list_inputs(args) -> list[Path]:
     if not payload.is_dir():
         die(PROG, f"payload folder {payload} does not exist or is not a folder", 2)
     try:
-        return drop_duplicate_ids(find_mp3s(payload))
+        paths = drop_duplicate_ids(find_mp3s(payload))
     except OSError as error:
         die(PROG, f"cannot list payload folder {payload}: {error.strerror}")
+    if args.shard:
+        print(f"shard {args.shard}: {len(args.shard.take(paths))} of the {len(paths)} files", file=sys.stderr)
+        return args.shard.take(paths)
+    return paths
 
 
 def announce(model, paths: list[Path], payload: str | None, workers: int) -> None:

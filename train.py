@@ -6,6 +6,8 @@ and write it to weights/ for predict.py and run.sh.
     python train.py --labels train_labels.csv --audio fma_medium/           # crowdAI labels
     python train.py --labels my_labels.csv                                  # your own path,genre CSV
     python train.py ... --backbone musicnn                                  # + heads on pretrained musicnn
+    torchrun --nproc_per_node 8 train.py ...                                # data-parallel on 8 GPUs
+    python train.py ... --shard 3/8                                         # only cache shard 3 of 8
 
 Reads as the pipeline it runs: labelled tracks -> feature cache (decode + log-mel once, resumable)
 -> N members trained on random crops (resumable per epoch) -> each member and their average
@@ -21,7 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
-from model.cli import ArgumentParser, die, non_negative_int, positive_int
+from model.cli import ArgumentParser, die, non_negative_int, positive_int, shard_arg
 
 PROG = "train.py"
 HERE = Path(__file__).resolve().parent
@@ -38,7 +40,10 @@ def parse_args(argv: list[str] | None):
         "--labels", help="crowdAI train_labels.csv (track_id,genre; needs --audio) or a path,genre CSV"
     )
     data.add_argument(
-        "--subset", default="medium", choices=["small", "medium", "large"], help="FMA subset (default medium)"
+        "--subset",
+        default="medium",
+        choices=["small", "medium", "large", "full"],  # model.fma.SUBSETS (not imported here: see main)
+        help="FMA subset (default medium; full: the large set's tracks at full length, 3 windows each cached)",
     )
     out = parser.add_argument_group("outputs")
     out.add_argument(
@@ -135,9 +140,19 @@ def parse_args(argv: list[str] | None):
         "--workers",
         type=non_negative_int,
         default=None,
-        help="cache-building processes (default: usable cores)",
+        help="cache-building processes (default: usable cores, shared by the ranks of a node)",
+    )
+    run.add_argument(
+        "--shard",
+        type=shard_arg,
+        default=None,
+        metavar="I/N",
+        help="only decode shard I of N of the tracks into the feature cache, then stop: N machines "
+        "share the decoding; a run without --shard then joins the parts and trains",
     )
     args = parser.parse_args(argv)
+    if args.shard is not None and args.resume:
+        parser.error("--shard only builds a part of the feature cache: it has nothing to --resume")
     if args.members == 0 and args.backbone == "none":
         parser.error("--members 0 leaves nothing to train: add --backbone musicnn, or train at least one CNN")
     if args.backbone == "musicnn" and not Path(args.backbone_weights).is_file():
@@ -161,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     # Heavy imports here: cache workers re-import this script when they start.
     import torch
 
-    from model import fma
+    from model import distributed, fma
     from model.calibration import fit_temperature, output_log_loss
     from model.device import usable_cores
     from model.features import TrainingData
@@ -173,25 +188,33 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     warnings.simplefilter("always")
     warnings.formatwarning = lambda message, *_: f"warning: {message}\n"
-    # 1. Labelled audio, where the checkpoints go, the device; the members to train.
-    tracks, run_dir, device = open_run(args)
+    # 1. Labelled audio, this process's rank (under torchrun), where the checkpoints go, the
+    #    device; the members to train.
+    tracks, ranks, run_dir, device = open_run(args)
     plans = member_plans(args)
+    say = print if ranks.main else lambda *_, **__: None  # rank 0 speaks for all
 
-    # 2. Features: every track decoded and turned into log-mels once per spectrogram config.
+    # 2. Features: every track decoded and turned into log-mels once per spectrogram config
+    #    (each rank of a node decoding its shard with its share of the cores).
     workers = args.workers if args.workers is not None else usable_cores()
-    data = TrainingData.build(args.cache, [s for _, s in plans], tracks, workers, device)
+    workers = workers and max(1, workers // ranks.local_world)
+    if args.shard is not None:
+        return build_cache_shard(args, plans, tracks, workers, started)
+    data = TrainingData.build(args.cache, [s for _, s in plans], tracks, workers, device, ranks)
     train, valid, test = (data.splits[plans[0][1]][s] for s in fma.SPLITS)
     if len(train.labels) == 0 or len(valid.labels) == 0:
         die(PROG, "need usable tracks in both the training and the validation split")
     placement = "on the GPU" if all(s.on_device for s in data.stores.values()) else "memory-mapped"
-    print(
-        f"training on {device} (features {placement}): {len(train.labels)} train / {len(valid.labels)} "
-        f"validation / {len(test.labels)} test clips",
+    processes = f"{ranks.world} ranks, " if ranks.active else ""
+    say(
+        f"training on {processes}{device} (features {placement}): {len(train.labels)} train / "
+        f"{len(valid.labels)} validation / {len(test.labels)} test clips",
         file=sys.stderr,
     )
 
     # 3. Train each member (resumable per epoch), keep its validation and test log-probabilities.
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if ranks.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
     members, states, histories, valid_log_probs, test_log_probs = [], {}, {}, [], []
     for config, spectrogram in plans:
@@ -205,18 +228,29 @@ def main(argv: list[str] | None = None) -> int:
                 clips["validation"],
                 chunk_frames,
                 run_dir / f"{config.name}.ckpt",
+                ranks,
             )
-            spec, states[config.name] = manifest_entry(config, spectrogram, network, out)
+            if ranks.main:
+                spec, states[config.name] = manifest_entry(config, spectrogram, network, out)
+                members.append(spec)
         except ValueError as error:
             die(PROG, str(error))
-        members.append(spec)
         for name, kept in (("validation", valid_log_probs), ("test", test_log_probs)):
             if len(clips[name].labels):
                 kept.append(
                     predict_clips(
-                        network, store, clips[name], chunk_frames, None, max_chunks=config.max_chunks
+                        network,
+                        store,
+                        clips[name],
+                        chunk_frames,
+                        None,
+                        max_chunks=config.max_chunks,
+                        ranks=ranks,
                     ).cpu()
                 )
+    if not ranks.main:  # rank 0 fits the temperature, reports and writes
+        distributed.finish(ranks)
+        return 0
 
     # 4. Ensemble: one temperature fitted on validation, through the rule prediction applies.
     valid_log_probs = torch.stack(valid_log_probs)
@@ -256,32 +290,63 @@ def main(argv: list[str] | None = None) -> int:
         f"{(time.perf_counter() - started) / 60:.1f} min",
         file=sys.stderr,
     )
+    distributed.finish(ranks)
     return 0
 
 
 def open_run(args):
-    """The labelled tracks, this run's checkpoint folder and the device; one line on failure."""
-    from model import fma
+    """The labelled tracks, this process's rank, this run's checkpoint folder and the device;
+    one line on failure. Under torchrun, rank 0 picks the run folder for all."""
+    from model import distributed, fma
     from model.device import DeviceError, choose_device
 
     try:
         tracks = fma.load_labelled_audio(args.metadata, args.audio, args.labels, args.subset, args.seed)
-        run_dir = choose_run_dir(args.run_dir, args.resume, HERE / "runs")
         device, warning = choose_device(args.device)
     except (fma.DataError, DeviceError) as error:
         die(PROG, str(error))
-    except ValueError as error:  # the run folder
-        die(PROG, str(error), 2)
-    counts = tracks["split"].value_counts()
+    if args.shard is not None and distributed.launched_by_torchrun():
+        die(PROG, "--shard is for separate machines; under torchrun every rank builds its shard itself", 2)
+    ranks, device = distributed.start(device) if args.shard is None else (distributed.SINGLE, device)
+    chosen: tuple = (None, None)
+    if ranks.main and args.shard is None:
+        try:
+            chosen = (choose_run_dir(args.run_dir, args.resume, HERE / "runs"), None)
+        except ValueError as error:
+            chosen = (None, str(error))
+    run_dir, problem = distributed.broadcast(chosen, ranks)
+    if problem:
+        die(PROG, problem, 2)
+    if ranks.main:
+        counts = tracks["split"].value_counts()
+        print(
+            f"{len(tracks)} labelled tracks with audio: "
+            + ", ".join(f"{counts.get(s, 0)} {s}" for s in fma.SPLITS),
+            file=sys.stderr,
+        )
+        if run_dir is not None:
+            print(f"checkpoints: {run_dir}" + (" (resuming)" if args.resume else ""), file=sys.stderr)
+        if warning:
+            print(warning, file=sys.stderr)
+    return tracks, ranks, run_dir, device
+
+
+def build_cache_shard(args, plans: list, tracks, workers: int, started: float) -> int:
+    """--shard I/N: this shard's part of every feature cache the run needs, then a summary."""
+    from model.features import build_caches
+
+    configs = list(dict.fromkeys(s for _, s in plans))
+    parts = build_caches(args.cache, configs, tracks[["key", "path"]], workers, args.shard)
+    if not parts:
+        return 0
+    rows = max(len(part.index) for part in parts.values())
     print(
-        f"{len(tracks)} labelled tracks with audio: "
-        + ", ".join(f"{counts.get(s, 0)} {s}" for s in fma.SPLITS),
+        f"cache shard {args.shard}: {rows} tracks in {', '.join(str(p.folder) for p in parts.values())} "
+        f"({(time.perf_counter() - started) / 60:.1f} min). Once every shard is done, train.py "
+        "without --shard joins the parts and trains",
         file=sys.stderr,
     )
-    print(f"checkpoints: {run_dir}" + (" (resuming)" if args.resume else ""), file=sys.stderr)
-    if warning:
-        print(warning, file=sys.stderr)
-    return tracks, run_dir, device
+    return 0
 
 
 def member_plans(args) -> list:

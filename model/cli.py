@@ -37,6 +37,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def shard_arg(text: str):
+    """'i/n' -> model.sharding.Shard."""
+    from .sharding import Shard
+
+    try:
+        return Shard.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _int(text: str) -> int:
     try:
         return int(text)

@@ -13,6 +13,17 @@ the index is saved every few hundred tracks and the data file is cut back to wha
 covers, so a rerun after a crash continues where the last save left off and skips what is
 cached. Undecodable, silent and too-short files are recorded as failed with their reason,
 summarised, never fatal.
+
+A track longer than three 30-s windows (fma_full's full-length tracks, a user's albums) is cached
+as three 30-s windows centred on the middles of its thirds (`track_windows`), within the first
+10 minutes that decoding reads: the cache grows with the number of tracks, not with hours of
+audio. Each window is a log-mel of its own, as a 30-s clip would be; a training crop may span
+the seam between two windows.
+
+Built in shards (`--shard i/n`, or one per rank under torchrun): shard i decodes its share of the
+tracks (model/sharding.py) into `<cache folder>/parts/<i>-of-<n>/`, a cache of the same layout,
+resumable the same way. The next build without a shard absorbs every part it finds (copies their
+rows in, no decoding, then deletes the part) before it computes whatever is still missing.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -33,11 +45,14 @@ from tqdm import tqdm
 
 from .atomic import write_atomic
 from .audio import Decoded, DecodeError, decode_many, unusable_reason
+from .distributed import SINGLE, Ranks, barrier
 from .fma import SPLITS
 from .genres import GENRES
+from .sharding import Shard
 from .spectrogram import LogMel, SpectrogramConfig
 
 FEATURES_VERSION = 1  # bump when decoding or the log-mel changes in a way that alters the numbers
+WINDOWS_PER_TRACK, WINDOW_SECONDS = 3, 30.0  # what a long track keeps (see the module docstring)
 _SAVE_EVERY = 256
 
 
@@ -129,10 +144,20 @@ class TrainingData:
         tracks: pd.DataFrame,
         workers: int,
         device,
+        ranks: Ranks = SINGLE,
     ) -> TrainingData:
-        """Caches for `configs` (built where missing) of `tracks` (key, path, split, genre)."""
+        """Caches for `configs` (built where missing) of `tracks` (key, path, split, genre).
+        Under torchrun each rank decodes its shard, then rank 0 joins the parts."""
         configs = list(dict.fromkeys(configs))
-        caches = build_caches(cache_root, configs, tracks[["key", "path"]], workers)
+        tracks_to_cache = tracks[["key", "path"]]
+        if ranks.active:
+            build_caches(cache_root, configs, tracks_to_cache, workers, Shard(ranks.rank, ranks.world))
+            barrier(ranks)
+        if ranks.main:
+            caches = build_caches(cache_root, configs, tracks_to_cache, workers)
+        barrier(ranks)
+        if not ranks.main:
+            caches = {config: open_cache(cache_folder(cache_root, config), config) for config in configs}
         usable_keys = set.intersection(*(set(cache.ok()["key"]) for cache in caches.values()))
         usable = tracks[tracks["key"].isin(usable_keys)]
         label_of = {genre: i for i, genre in enumerate(GENRES)}
@@ -156,11 +181,17 @@ def cache_folder(root: str | Path, config: SpectrogramConfig) -> Path:
     return Path(root) / f"logmel-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
+def part_folder(root: str | Path, config: SpectrogramConfig, shard: Shard) -> Path:
+    """Where shard `shard` of a config's cache is built (see the module docstring)."""
+    return cache_folder(root, config) / "parts" / shard.name
+
+
 class _CacheWriter:
     """One cache folder being filled: its index, its data file, the rows not yet saved."""
 
-    def __init__(self, root: str | Path, config: SpectrogramConfig):
-        self.config, self.folder = config, cache_folder(root, config)
+    def __init__(self, root: str | Path, config: SpectrogramConfig, shard: Shard | None = None):
+        self.config = config
+        self.folder = cache_folder(root, config) if shard is None else part_folder(root, config, shard)
         self.folder.mkdir(parents=True, exist_ok=True)
         write_atomic(self.folder / "config.json", json.dumps(config.to_dict(), indent=2).encode())
         self.index = _read_index(self.folder)
@@ -192,8 +223,30 @@ class _CacheWriter:
             self.save()
 
     def save(self) -> None:
-        self.index = _save_index(self.folder, self.index, self.rows, self.data)
+        if self.rows or not (self.folder / "index.csv").exists():
+            self.index = _save_index(self.folder, self.index, self.rows, self.data)
         self.rows = []
+
+    def absorb_parts(self) -> None:
+        """Copy in the rows of every part built by a shard (no decoding), then delete the part.
+        Safe to interrupt: a rerun skips the rows already in and absorbs the rest."""
+        for part in sorted((self.folder / "parts").glob("*-of-*")):
+            cache = open_cache(part, self.config)
+            before = len(self.done)
+            for row in cache.index.itertuples():
+                if row.status == "ok":
+                    self.add(row.key, np.asarray(cache.data[row.offset : row.offset + row.frames]))
+                else:
+                    self.add(row.key, row.reason)
+            self.save()
+            del cache
+            shutil.rmtree(part)
+            print(
+                f"feature cache {self.folder}: joined part {part.name} ({len(self.done) - before} tracks)",
+                file=sys.stderr,
+            )
+        if (self.folder / "parts").is_dir() and not any((self.folder / "parts").iterdir()):
+            (self.folder / "parts").rmdir()
 
     def save_and_close(self) -> None:
         try:
@@ -207,19 +260,37 @@ class _CacheWriter:
 
 
 def build_caches(
-    root: str | Path, configs: list[SpectrogramConfig], tracks: pd.DataFrame, workers: int
+    root: str | Path,
+    configs: list[SpectrogramConfig],
+    tracks: pd.DataFrame,
+    workers: int,
+    shard: Shard | None = None,
 ) -> dict[SpectrogramConfig, FeatureCache]:
     """Make sure every track (columns key, path) is in the cache of every config; one decoding
     pass serves them all (configs of one sample rate), and a track computes only the configs
-    whose cache lacks it. Returns the opened caches."""
+    whose cache lacks it. Returns the opened caches. With `shard`: only that shard's tracks
+    that the cache lacks, into the shard's part folder; returns the parts."""
     if len({config.sample_rate for config in configs}) > 1:
         return {
             c: cache
             for config in configs
-            for c, cache in build_caches(root, [config], tracks, workers).items()
+            for c, cache in build_caches(root, [config], tracks, workers, shard).items()
         }
-    writers = [_CacheWriter(root, config) for config in configs]
     tracks = tracks.assign(key=tracks["key"].astype(str)).drop_duplicates("key")
+    if shard is not None:
+        tracks = tracks[tracks["key"].isin(shard.take(tracks["key"]))]
+        held = set.intersection(*(set(_read_index(cache_folder(root, c))["key"]) for c in configs))
+        if tracks["key"].isin(held).all():
+            print(
+                f"feature cache shard {shard}: nothing to decode, the cache holds its tracks", file=sys.stderr
+            )
+            return {}
+    writers = [_CacheWriter(root, config, shard) for config in configs]
+    for writer in writers:
+        if shard is None:
+            writer.absorb_parts()
+        else:  # what the joined cache already holds needs no part
+            writer.done |= set(_read_index(cache_folder(root, writer.config))["key"])
     for writer in writers:
         print(
             f"feature cache {writer.folder}: {len(writer.done)} tracks cached, "
@@ -308,14 +379,28 @@ def log_mel_features(
     if reason:
         return reason
     torch.set_num_threads(1)  # one process per core is the fast layout here
-    audio = torch.from_numpy(decoded.audio)[None]
+    audio = torch.from_numpy(decoded.audio)
+    windows = [audio[None, a:b] for a, b in track_windows(len(audio), decoded.sample_rate)]
     out = []
     for config in configs:
         if config not in _logmels:
             _logmels[config] = LogMel(config)
         with torch.inference_mode():
-            out.append(_logmels[config](audio)[0].T.contiguous().numpy().astype(np.float16))
+            logmels = [_logmels[config](window)[0].T for window in windows]
+        out.append(torch.cat(logmels).contiguous().numpy().astype(np.float16))
     return tuple(out)
+
+
+def track_windows(samples: int, sample_rate: int) -> list[tuple[int, int]]:
+    """The (start, end) samples of a track that the cache keeps: all of a track up to three
+    windows long; of a longer one, three 30-s windows centred on the middles of its thirds."""
+    window = round(WINDOW_SECONDS * sample_rate)
+    if samples <= WINDOWS_PER_TRACK * window:
+        return [(0, samples)]
+    starts = [
+        round((2 * k + 1) * samples / (2 * WINDOWS_PER_TRACK)) - window // 2 for k in range(WINDOWS_PER_TRACK)
+    ]
+    return [(start, start + window) for start in starts]
 
 
 def _read_index(folder: Path) -> pd.DataFrame:

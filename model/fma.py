@@ -1,8 +1,10 @@
 """Labelled audio for training, from the three sources a user may have.
 
 1. FMA as unzipped: `fma_metadata/tracks.csv` (two-row header) + `fma_medium/000/000002.mp3`;
-   the medium subset, labels from ('track', 'genre_top'), the official artist-filtered split
-   from ('set', 'split').
+   a subset (small, medium, large, or full: the large set's tracks, full length), labels from
+   ('track', 'genre_top'), the official artist-filtered split from ('set', 'split'). Tracks of
+   the subset without a top genre (in large and full, those whose genres span several top-level
+   ones) are counted, reported and left out.
 2. crowdAI's `train_labels.csv` (`track_id,genre`) + the same audio layout; no official split,
    so a stratified train/validation/test split with a fixed seed (not artist-filtered: warned).
 3. Any CSV with `path,genre` columns (paths relative to the CSV's folder or absolute), split as 2.
@@ -36,9 +38,13 @@ def audio_path(audio_dir: str | Path, track_id: int) -> Path:
     return Path(audio_dir) / name[:3] / f"{name}.mp3"
 
 
+SUBSETS = ("small", "medium", "large", "full")  # each holds the ones before it; full: large's tracks
+
+
 def read_tracks(metadata: str | Path, subset: str = "medium") -> pd.DataFrame:
     """FMA's tracks.csv (a file, or the fma_metadata/ folder holding it) -> key, genre, split
-    for the tracks of `subset` (and the smaller subsets inside it) that have a top genre."""
+    for the tracks of `subset` (and the smaller subsets inside it) that have a top genre; how
+    many lack one is warned about."""
     path = Path(metadata)
     path = path / "tracks.csv" if path.is_dir() else path
     if not path.is_file():
@@ -48,11 +54,18 @@ def read_tracks(metadata: str | Path, subset: str = "medium") -> pd.DataFrame:
     missing = [f"{a}/{b}" for a, b in needed if (a, b) not in tracks.columns]
     if missing:
         raise DataError(f"{path} lacks column(s) {', '.join(missing)}: is it FMA's tracks.csv (rc1)?")
-    order = ["small", "medium", "large"]
-    if subset not in order:
-        raise DataError(f"unknown subset {subset!r}: use one of {order}")
-    in_subset = tracks[("set", "subset")].map({s: i for i, s in enumerate(order)}) <= order.index(subset)
-    tracks = tracks[in_subset & tracks[("track", "genre_top")].notna()]
+    if subset not in SUBSETS:
+        raise DataError(f"unknown subset {subset!r}: use one of {list(SUBSETS)}")
+    rank = tracks[("set", "subset")].map({s: i for i, s in enumerate(SUBSETS)})
+    tracks = tracks[rank <= SUBSETS.index(subset)]
+    unlabelled = int(tracks[("track", "genre_top")].isna().sum())
+    if unlabelled:
+        warnings.warn(
+            f"{unlabelled} of the {len(tracks)} tracks of fma_{subset} have no top genre (their genres "
+            "span several top-level ones) and are left out",
+            stacklevel=2,
+        )
+    tracks = tracks[tracks[("track", "genre_top")].notna()]
     table = pd.DataFrame(
         {
             "key": tracks.index.astype(str),

@@ -31,6 +31,8 @@ Choices, and why:
 - Reproducible and resumable: everything random in epoch e is seeded from (seed, e), and a
   checkpoint (model, optimiser, history, best weights) is written after every epoch, so a resumed
   run ends in exactly the state an uninterrupted one would.
+- Several processes (`torchrun`, see model/distributed.py): the same global batch is drawn on every
+  rank and each trains on its slice of it; validation clips are split across ranks and gathered.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from torch import nn
 from .atomic import write_atomic
 from .calibration import output_log_loss
 from .chunking import make_chunks
+from .distributed import SINGLE, Ranks, broadcast, check_identical, data_parallel, gather_rows, share_buffers
 from .ensemble import clip_logits
 from .features import ClipSet, FeatureStore
 from .genres import GENRES
@@ -167,10 +170,15 @@ def train_member(
     valid: ClipSet,
     chunk_frames: int,
     checkpoint: Path,
+    ranks: Ranks = SINGLE,
 ) -> tuple[nn.Module, list[dict]]:
     """Train (or resume) one member on `chunk`-frame crops; returns the best network, bias-
-    corrected (its outputs are what validation scored), and its history."""
+    corrected (its outputs are what validation scored), and its history. Under torchrun every
+    rank calls this and gets the same network; only rank 0 writes the checkpoint."""
     device = store.device
+    if config.batch_size % ranks.world:
+        raise ValueError(f"--batch-size {config.batch_size} must be a multiple of the {ranks.world} ranks")
+    local = ranks.block(config.batch_size)  # this rank's columns of each step's global batch
     n_mels = store.features.shape[1]
     torch.manual_seed(config.seed)  # the initial weights
     network = build_network(config.architecture, n_mels, len(GENRES), config.hparams)
@@ -200,7 +208,9 @@ def train_member(
         network.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = {k: saved[k] for k in state}
-        print(f"{config.name}: resuming after epoch {state['epoch']}", file=sys.stderr)
+        if ranks.main:
+            print(f"{config.name}: resuming after epoch {state['epoch']}", file=sys.stderr)
+    trainer = data_parallel(network, ranks, device)  # what a training step calls
 
     sampling_weights, sampling_prior = sampling_plan(train.labels, config.balance)
     correction = torch.log(class_prior(train.labels) / sampling_prior).float()  # q -> p, see the docstring
@@ -214,17 +224,18 @@ def train_member(
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if epoch - state["best_epoch"] > config.patience and state["best_state"] is not None:
             break  # early stopping (checked here too, so a resumed run stops where it would have)
-        torch.manual_seed(config.seed * 100_003 + epoch)  # dropout, mixup, masks, crops: all from here
+        # dropout, mixup, masks: from here (each rank its own); the crops: from the sampler (shared)
+        torch.manual_seed(config.seed * 100_003 + epoch + 7_919 * ranks.rank)
         sampler = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         network.train()
         start, losses = time.perf_counter(), []
         draws = (steps_per_epoch, config.batch_size)
         epoch_which = (
             torch.multinomial(sampling_weights, math.prod(draws), replacement=True, generator=sampler)
-            .view(draws)
+            .view(draws)[:, local.start : local.stop]
             .to(feature_device)
         )
-        epoch_uniform = torch.rand(draws, generator=sampler).to(feature_device)
+        epoch_uniform = torch.rand(draws, generator=sampler)[:, local.start : local.stop].to(feature_device)
         for step in range(steps_per_epoch):
             global_step = (epoch - 1) * steps_per_epoch + step
             for group in optimizer.param_groups:
@@ -238,20 +249,22 @@ def train_member(
             y = F.one_hot(train_here.labels[which], len(GENRES)).float().to(device)
             x, y = augment(x, y, config, store.compression)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = F.cross_entropy(network(x).float(), y)
+                loss = F.cross_entropy(trainer(x).float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append(loss.detach())
-        train_loss = torch.stack(losses).mean().item()  # one sync per epoch, not per step
+        train_loss = torch.stack(losses).mean().item()  # one sync per epoch, not per step (rank 0's)
         train_seconds = time.perf_counter() - start
         settle_batch_norm(
             network, store, train_here, chunk_frames, config, seed=config.seed * 100_003 + epoch
         )
+        share_buffers(network, ranks)  # the same crops on every rank; rank 0's statistics, exactly
         log_probs = predict_clips(
-            network, store, valid, chunk_frames, correction, max_chunks=config.max_chunks
+            network, store, valid, chunk_frames, correction, max_chunks=config.max_chunks, ranks=ranks
         )
-        valid_loss = output_log_loss(log_probs[None], valid.labels).item()
+        # rank 0's verdict: every rank then takes the same best epoch and stops at the same one
+        valid_loss = broadcast(output_log_loss(log_probs[None], valid.labels).item(), ranks)
         if valid_loss < state["best_loss"]:
             state.update(best_loss=valid_loss, best_epoch=epoch, best_state=_cpu_copy(network.state_dict()))
         state["epoch"] = epoch
@@ -266,15 +279,19 @@ def train_member(
                 "crops": steps_per_epoch * config.batch_size,
             }
         )
-        print(
-            f"{config.name} epoch {epoch:3d}: train {train_loss:.3f}  valid log loss {valid_loss:.3f}"
-            f"{'  *' if state['best_epoch'] == epoch else ''}  ({time.perf_counter() - start:.1f} s)",
-            file=sys.stderr,
-        )
-        _save_checkpoint(checkpoint, config, network, optimizer, state)
+        if ranks.main:
+            print(
+                f"{config.name} epoch {epoch:3d}: train {train_loss:.3f}  valid log loss {valid_loss:.3f}"
+                f"{'  *' if state['best_epoch'] == epoch else ''}  ({time.perf_counter() - start:.1f} s)",
+                file=sys.stderr,
+            )
+            _save_checkpoint(checkpoint, config, network, optimizer, state)
 
     network.load_state_dict(state["best_state"])
     correct_output_bias(network, correction)
+    check_identical(network, ranks)
+    if ranks.active and ranks.main:
+        print(f"{config.name}: parameters identical on all {ranks.world} ranks", file=sys.stderr)
     return network.eval(), state["history"]
 
 
@@ -388,14 +405,17 @@ def predict_clips(
     correction: torch.Tensor | None,
     batch_clips: int = 32,
     max_chunks: int | None = None,
+    ranks: Ranks = SINGLE,
 ) -> torch.Tensor:
     """Whole-clip log-probabilities (clips, classes) exactly as prediction computes them for this
-    member; `correction` is added to the logits first (None once it is in the output bias)."""
+    member; `correction` is added to the logits first (None once it is in the output bias).
+    Under torchrun each rank scores its block of the clips and every rank gets them all."""
     was_training = network.training
     network.eval()
-    out = []
-    for first in range(0, len(clips.labels), batch_clips):
-        which = list(range(first, min(first + batch_clips, len(clips.labels))))
+    out = [torch.empty(0, len(GENRES), device=store.device)]
+    mine = ranks.block(len(clips.labels))
+    for first in range(mine.start, mine.stop, batch_clips):
+        which = list(range(first, min(first + batch_clips, mine.stop)))
         specs, frames = store.clip_specs(clips, which)
         chunks, owner = make_chunks(specs, frames, chunk_frames, max_chunks)
         logits = clip_logits(network, chunks, owner, len(which))
@@ -403,7 +423,7 @@ def predict_clips(
             logits = logits + correction.to(logits)
         out.append(torch.log_softmax(logits, dim=1))
     network.train(was_training)
-    return torch.cat(out)
+    return gather_rows(torch.cat(out), len(clips.labels), ranks)
 
 
 def correct_output_bias(network: nn.Module, log_ratio: torch.Tensor) -> None:

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="convert_labels.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("tracks", help="FMA's tracks.csv (or the fma_metadata/ folder)")
     parser.add_argument("out", help="CSV to write: track_id,genre")
-    parser.add_argument("--subset", default="medium", choices=["small", "medium", "large"])
+    parser.add_argument("--subset", default="medium", choices=list(fma.SUBSETS))
     parser.add_argument("--split", choices=list(fma.SPLITS), help="keep only this split (default: all)")
     args = parser.parse_args(argv)
     try:

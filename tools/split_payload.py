@@ -24,9 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("audio", help="fma_medium/ (or fma_large/, fma_full/): the XXX/XXXXXX.mp3 tree")
     parser.add_argument("out", help="folder to fill with links (created; must not hold other mp3s)")
     parser.add_argument("--split", default="test", choices=list(fma.SPLITS), help="default: test")
-    parser.add_argument(
-        "--subset", default="medium", choices=["small", "medium", "large"], help="default: medium"
-    )
+    parser.add_argument("--subset", default="medium", choices=list(fma.SUBSETS), help="default: medium")
     args = parser.parse_args(argv)
     try:
         table = fma.read_tracks(args.metadata, args.subset)

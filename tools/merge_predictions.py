@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Join the CSVs of `predict.py --shard i/n` runs into the one CSV the grader expects.
+
+    python tools/merge_predictions.py parts/*.csv --payload mp3s/ --out predictions.csv
+
+Checks, before writing anything: every part is a valid prediction CSV; no file_id is in two
+parts; every mp3 of the payload has a row, and nothing else does. Rows are copied as written
+(no number is re-printed) in the order a single `predict.py --payload mp3s/` run writes them, so
+the result is byte for byte that run's CSV. Written atomically; exit code 1 and the problems,
+one per line, otherwise.
+"""
+
+import csv
+import io
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model.atomic import write_atomic  # noqa: E402
+from model.cli import ArgumentParser, die  # noqa: E402
+from model.submission import HEADER, file_id, find_mp3s, validate_submission  # noqa: E402
+
+PROG = "merge_predictions.py"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("parts", nargs="+", metavar="PART.csv", help="the shards' CSVs")
+    parser.add_argument("--payload", required=True, help="the folder the shards split")
+    parser.add_argument("--out", required=True, help="the merged CSV to write")
+    args = parser.parse_args(argv)
+    payload = Path(args.payload)
+    if not payload.is_dir():
+        die(PROG, f"payload folder {payload} does not exist or is not a folder", 2)
+    expected = list(dict.fromkeys(file_id(path) for path in find_mp3s(payload)))  # predict.py's order
+
+    rows: dict[str, str] = {}  # file_id -> its line, as written
+    source: dict[str, str] = {}
+    problems: list[str] = []
+    for part in args.parts:
+        try:
+            text = Path(part).read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError as error:
+            die(PROG, f"cannot read {part}: {error.strerror}")
+        problems += [f"{part}: {problem}" for problem in validate_submission(text)]
+        for line in text.splitlines()[1:]:
+            fid = next(csv.reader(io.StringIO(line)))[0]
+            if fid in source:
+                problems.append(f"file_id {fid!r} is in both {source[fid]} and {part}")
+            rows[fid], source[fid] = line, part
+    merged = ",".join(HEADER) + "\n" + "".join(rows[fid] + "\n" for fid in expected if fid in rows)
+    problems += validate_submission(merged + _extra_rows(rows, expected), expected)
+    if problems:
+        for problem in problems[:20]:
+            print(f"{PROG}: error: {problem}", file=sys.stderr)
+        if len(problems) > 20:
+            print(f"{PROG}: ... and {len(problems) - 20} more problems", file=sys.stderr)
+        print(f"{PROG}: nothing written", file=sys.stderr)
+        return 1
+    write_atomic(args.out, merged.encode("utf-8", "surrogateescape"))
+    print(f"{args.out}: {len(expected)} rows from {len(args.parts)} parts, every mp3 of {payload} once")
+    return 0
+
+
+def _extra_rows(rows: dict[str, str], expected: list[str]) -> str:
+    """Rows for files the payload does not hold, so the validator names them."""
+    known = set(expected)
+    return "".join(line + "\n" for fid, line in rows.items() if fid not in known)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
