@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     train, valid, test = (data.splits[plans[0][1]][s] for s in fma.SPLITS)
     if len(train.labels) == 0 or len(valid.labels) == 0:
         die(PROG, "need usable tracks in both the training and the validation split")
+    distributed.check_same([len(c.labels) for c in (train, valid, test)], "the clips of each split", ranks)
     placement = "on the GPU" if all(s.on_device for s in data.stores.values()) else "memory-mapped"
     processes = f"{ranks.world} ranks, " if ranks.active else ""
     say(
@@ -302,6 +303,7 @@ def open_run(args):
 
     try:
         tracks = fma.load_labelled_audio(args.metadata, args.audio, args.labels, args.subset, args.seed)
+        distributed.claim_local_gpu()
         device, warning = choose_device(args.device)
     except (fma.DataError, DeviceError) as error:
         die(PROG, str(error))

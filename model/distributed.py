@@ -60,6 +60,13 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def claim_local_gpu() -> None:
+    """Under torchrun, make this rank's GPU the current one before anything touches CUDA, so that
+    8 ranks do not all open a context on GPU 0 (the device probe runs a convolution)."""
+    if launched_by_torchrun() and torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def start(device: torch.device) -> tuple[Ranks, torch.device]:
     """Join the process group torchrun set up (NCCL for CUDA, gloo for the CPU) and return this
     rank and its device (cuda:<local rank> on GPUs); without torchrun, one rank and `device`."""
@@ -98,14 +105,20 @@ def broadcast(value: Any, ranks: Ranks) -> Any:
     return box[0]
 
 
-def data_parallel(network: nn.Module, ranks: Ranks, device: torch.device) -> nn.Module:
-    """The module a training step calls: DDP around `network` (which keeps its own parameters, so
-    evaluation and state dicts use it directly), or `network` itself on one rank."""
+def data_parallel(network: nn.Module, ranks: Ranks, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """(network, trainer): the module evaluation and state dicts use, and the one a training step
+    calls (DDP around it; both are `network` on one rank). On GPUs batch-norm layers become
+    SyncBatchNorm, so their training statistics cover the global batch, not one rank's slice of
+    it (the state dict keys stay the same); gloo has no SyncBatchNorm, so on CPUs each rank
+    normalises its own slice."""
     if not ranks.active:
-        return network
-    return nn.parallel.DistributedDataParallel(
+        return network, network
+    if device.type == "cuda":
+        network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+    trainer = nn.parallel.DistributedDataParallel(
         network, device_ids=[device.index] if device.type == "cuda" else None
     )
+    return network, trainer
 
 
 def gather_rows(part: torch.Tensor, count: int, ranks: Ranks) -> torch.Tensor:
@@ -125,6 +138,17 @@ def share_buffers(network: nn.Module, ranks: Ranks) -> None:
     if ranks.active:
         for buffer in network.buffers():
             dist.broadcast(buffer, src=0)
+
+
+def check_same(value: object, what: str, ranks: Ranks) -> None:
+    """Raise unless every rank holds rank 0's `value` (say, the number of training clips): ranks
+    that see different data would stop matching each other's collectives and wait forever."""
+    if not ranks.active:
+        return
+    values = [None] * ranks.world
+    dist.all_gather_object(values, value)
+    if any(v != values[0] for v in values):
+        raise RuntimeError(f"the ranks disagree on {what}: {values} (do they all see the same --cache?)")
 
 
 def check_identical(network: nn.Module, ranks: Ranks) -> None:

@@ -22,8 +22,9 @@ the seam between two windows.
 
 Built in shards (`--shard i/n`, or one per rank under torchrun): shard i decodes its share of the
 tracks (model/sharding.py) into `<cache folder>/parts/<i>-of-<n>/`, a cache of the same layout,
-resumable the same way. The next build without a shard absorbs every part it finds (copies their
-rows in, no decoding, then deletes the part) before it computes whatever is still missing.
+resumable the same way, marked `complete` when its shard has finished. The next build without a
+shard absorbs every complete part it finds (copies its rows in, no decoding, then deletes the
+part), skips with a warning any part still being built, then computes whatever is still missing.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ from .genres import GENRES
 from .sharding import Shard
 from .spectrogram import LogMel, SpectrogramConfig
 
-FEATURES_VERSION = 1  # bump when decoding or the log-mel changes in a way that alters the numbers
+# Bump when decoding or the log-mel changes in a way that alters the numbers (2: long tracks as windows)
+FEATURES_VERSION = 2
 WINDOWS_PER_TRACK, WINDOW_SECONDS = 3, 30.0  # what a long track keeps (see the module docstring)
 _SAVE_EVERY = 256
 
@@ -231,6 +233,13 @@ class _CacheWriter:
         """Copy in the rows of every part built by a shard (no decoding), then delete the part.
         Safe to interrupt: a rerun skips the rows already in and absorbs the rest."""
         for part in sorted((self.folder / "parts").glob("*-of-*")):
+            if not (part / "complete").exists():
+                print(
+                    f"warning: feature cache part {part} is not complete (its shard is still running, "
+                    "or was interrupted: rerun it); its tracks are decoded here instead",
+                    file=sys.stderr,
+                )
+                continue
             cache = open_cache(part, self.config)
             before = len(self.done)
             for row in cache.index.itertuples():
@@ -331,6 +340,9 @@ def build_caches(
             file=sys.stderr,
         )
     caches = {writer.config: writer.close() for writer in writers}
+    if shard is not None:  # the part may now be joined (see the module docstring)
+        for cache in caches.values():
+            write_atomic(cache.folder / "complete", b"")
     _report_failures(list(caches.values()))
     return caches
 

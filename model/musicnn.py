@@ -295,6 +295,10 @@ class MusicnnTransfer(MusicnnPair):
         if not fine_tune:
             self.msd.requires_grad_(False)
             self.mtt.requires_grad_(False)
+        # The tag layers do not feed the head, so they get no gradient and never change; saying
+        # so lets DistributedDataParallel expect a gradient for every trainable parameter.
+        self.msd.output.requires_grad_(False)
+        self.mtt.output.requires_grad_(False)
 
     def train(self, mode: bool = True) -> MusicnnTransfer:
         super().train(mode)

@@ -201,8 +201,12 @@ def train_member(
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = max(1, round(config.warmup_epochs * steps_per_epoch))
     state = {"epoch": 0, "best_loss": math.inf, "best_epoch": 0, "best_state": None, "history": []}
-    if checkpoint.exists():
+    # rank 0 reads the checkpoint and hands it to the others: they need not see its folder
+    saved = None
+    if ranks.main and checkpoint.exists():
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    saved = broadcast(saved, ranks)
+    if saved is not None:
         if saved["config"] != asdict(config):
             raise ValueError(f"{checkpoint} was made with another configuration; use another --run-dir")
         network.load_state_dict(saved["model"])
@@ -210,7 +214,7 @@ def train_member(
         state = {k: saved[k] for k in state}
         if ranks.main:
             print(f"{config.name}: resuming after epoch {state['epoch']}", file=sys.stderr)
-    trainer = data_parallel(network, ranks, device)  # what a training step calls
+    network, trainer = data_parallel(network, ranks, device)  # trainer: what a training step calls
 
     sampling_weights, sampling_prior = sampling_plan(train.labels, config.balance)
     correction = torch.log(class_prior(train.labels) / sampling_prior).float()  # q -> p, see the docstring

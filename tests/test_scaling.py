@@ -148,8 +148,12 @@ def test_a_cache_shard_resumes_and_skips_what_the_joined_cache_has(dataset, tmp_
         build_caches(tmp_path, [config], tracks, workers=0, shard=shard)
     monkeypatch.undo()
     capsys.readouterr()
+    build_caches(tmp_path, [config], tracks.head(0), workers=0)  # a join now must leave the part alone
+    assert "is not complete" in capsys.readouterr().err
+    assert (part_folder(tmp_path, config, shard) / "index.csv").exists()
     build_caches(tmp_path, [config], tracks, workers=0, shard=shard)
     assert "4 tracks cached, 6 to compute" in capsys.readouterr().err
+    assert (part_folder(tmp_path, config, shard) / "complete").exists()
 
     build_caches(tmp_path, [config], tracks, workers=0)  # joins shard 1, decodes shard 0's tracks
     assert build_caches(tmp_path, [config], tracks, workers=0, shard=Shard(0, 2)) == {}
@@ -341,3 +345,45 @@ def test_ranks_gather_uneven_blocks_and_a_drifted_replica_is_caught(tmp_path):
         result = json.loads((tmp_path / f"{rank}.json").read_text())
         assert result["rows"] == [[float(i)] * 2 for i in range(5)]
         assert "ranks disagree on weight" in result["caught"]
+
+
+def _fine_tune_rank(rank: int, init_file: str, results: str) -> None:
+    """One of two gloo ranks fine-tuning a musicnn head: parameters that feed nothing (the tag
+    layers) must not stall DDP, and the replicas must end identical."""
+    import torch
+    import torch.distributed as dist
+
+    from model.distributed import Ranks
+    from model.features import ClipSet, FeatureStore
+    from model.musicnn import MUSICNN_CHUNK_FRAMES
+    from model.training import MemberConfig, train_member
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    generator = torch.Generator().manual_seed(0)
+    data = (torch.rand(6 * 200, 96, generator=generator) * 4).half().numpy()
+    clips = ClipSet(torch.arange(6) * 200, torch.full((6,), 200), torch.arange(6) % 3)
+    store = FeatureStore(data, torch.device("cpu"), compression="log10_1p")
+    config = MemberConfig(
+        name="ft",
+        architecture="musicnn_transfer",
+        hparams={"hidden": 8, "fine_tune": True},
+        epochs=1,
+        batch_size=4,  # 2 per rank: batch-norm needs 2 in training
+        min_epoch_steps=3,
+        batch_norm_crops=4,
+        mixup_alpha=0.0,
+        backbone_weights=str(REPO / "weights" / "musicnn" / "musicnn_pair.pt"),
+    )
+    ranks = Ranks(rank=rank, world=2)
+    train_member(config, store, clips, clips, MUSICNN_CHUNK_FRAMES, Path(results) / "ft.ckpt", ranks)
+    Path(results, f"ft{rank}.done").write_text("ok")  # train_member checked the replicas itself
+    dist.destroy_process_group()
+
+
+def test_a_fine_tuned_musicnn_head_trains_under_two_ranks(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_fine_tune_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    assert (tmp_path / "ft0.done").exists() and (tmp_path / "ft1.done").exists()
+    assert (tmp_path / "ft.ckpt").exists()  # written by rank 0

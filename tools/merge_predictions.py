@@ -4,10 +4,10 @@
     python tools/merge_predictions.py parts/*.csv --payload mp3s/ --out predictions.csv
 
 Checks, before writing anything: every part is a valid prediction CSV; no file_id is in two
-parts; every mp3 of the payload has a row, and nothing else does. Rows are copied as written
-(no number is re-printed) in the order a single `predict.py --payload mp3s/` run writes them, so
-the result is byte for byte that run's CSV. Written atomically; exit code 1 and the problems,
-one per line, otherwise.
+parts; every mp3 of the payload has a row, and nothing else does. Rows keep the parts'
+own numbers (none is re-printed), in the order a single `predict.py --payload mp3s/` run writes
+them. Every shard must have used the same --weights (not checked: the CSVs do not say).
+Written atomically; exit code 1 and the problems, one per line, otherwise.
 """
 
 import csv
@@ -44,11 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as error:
             die(PROG, f"cannot read {part}: {error.strerror}")
         problems += [f"{part}: {problem}" for problem in validate_submission(text)]
-        for line in text.splitlines()[1:]:
-            fid = next(csv.reader(io.StringIO(line)))[0]
+        for row in list(csv.reader(io.StringIO(text, newline="")))[1:]:
+            if not row:
+                continue  # the validator has named it
+            fid = row[0]
             if fid in source:
                 problems.append(f"file_id {fid!r} is in both {source[fid]} and {part}")
-            rows[fid], source[fid] = line, part
+            rows[fid], source[fid] = _line(row), part
     merged = ",".join(HEADER) + "\n" + "".join(rows[fid] + "\n" for fid in expected if fid in rows)
     problems += validate_submission(merged + _extra_rows(rows, expected), expected)
     if problems:
@@ -61,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     write_atomic(args.out, merged.encode("utf-8", "surrogateescape"))
     print(f"{args.out}: {len(expected)} rows from {len(args.parts)} parts, every mp3 of {payload} once")
     return 0
+
+
+def _line(row: list[str]) -> str:
+    """A row as predict.py writes it (model/submission.py's CSV dialect), without its newline:
+    the numbers are the part's own strings, so nothing is re-printed."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(row)
+    return buffer.getvalue()[:-1]
 
 
 def _extra_rows(rows: dict[str, str], expected: list[str]) -> str:
