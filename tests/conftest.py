@@ -243,3 +243,18 @@ def sigint_enabled() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interrupt_decoding(monkeypatch, after: int) -> None:
+    """Make the feature cache's decoding raise KeyboardInterrupt (as ^C would) after `after` tracks."""
+    import model.features
+
+    real = model.features.decode_many
+
+    def interrupted(*args, **kwargs):
+        for count, item in enumerate(real(*args, **kwargs)):
+            if count == after:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr("model.features.decode_many", interrupted)

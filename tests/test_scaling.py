@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from test_train import TINY, assert_every_member_beats_the_prior, member_hashes
 
-from conftest import REPO, make_fma_dataset
+from conftest import REPO, interrupt_decoding, make_fma_dataset
 from model import fma
 from model.features import build_caches, cache_folder, part_folder
 from model.sharding import Shard
@@ -132,18 +132,10 @@ def test_cache_shards_join_into_what_one_build_makes_without_decoding_again(
 
 
 def test_a_cache_shard_resumes_and_skips_what_the_joined_cache_has(dataset, tmp_path, monkeypatch, capsys):
-    import model.features
 
     tracks = fma.load_fma(dataset["metadata"], dataset["audio"])[["key", "path"]].head(20)
-    config, real, shard = SpectrogramConfig(n_mels=40), model.features.decode_many, Shard(1, 2)
-
-    def interrupted(*args, **kwargs):
-        for count, item in enumerate(real(*args, **kwargs)):
-            if count == 4:
-                raise KeyboardInterrupt
-            yield item
-
-    monkeypatch.setattr("model.features.decode_many", interrupted)
+    config, shard = SpectrogramConfig(n_mels=40), Shard(1, 2)
+    interrupt_decoding(monkeypatch, after=4)
     with pytest.raises(KeyboardInterrupt):
         build_caches(tmp_path, [config], tracks, workers=0, shard=shard)
     monkeypatch.undo()

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from conftest import REPO, TOY_GENRES, make_fma_dataset, sigint_enabled, toy_clip
+from conftest import REPO, TOY_GENRES, interrupt_decoding, make_fma_dataset, sigint_enabled, toy_clip
 from model import fma
 from model.ensemble import load_ensemble
 from model.features import build_cache, build_caches, cache_folder
@@ -404,18 +404,9 @@ def test_cache_is_reused_keyed_by_config_and_resumable(dataset, tmp_path, monkey
 def test_an_interrupted_cache_build_keeps_what_it_computed(dataset, tmp_path, monkeypatch, capsys):
     """^C mid-build (here after 5 tracks, long before an index save is due): those 5 are saved,
     the rerun computes only the rest."""
-    import model.features
-
     tracks = fma.load_fma(dataset["metadata"], dataset["audio"])[["key", "path"]].head(12)
-    config, real = SpectrogramConfig(n_mels=40), model.features.decode_many
-
-    def interrupted(*args, **kwargs):
-        for count, item in enumerate(real(*args, **kwargs)):
-            if count == 5:
-                raise KeyboardInterrupt
-            yield item
-
-    monkeypatch.setattr("model.features.decode_many", interrupted)
+    config = SpectrogramConfig(n_mels=40)
+    interrupt_decoding(monkeypatch, after=5)
     with pytest.raises(KeyboardInterrupt):
         build_cache(tmp_path, config, tracks, workers=0)
     monkeypatch.undo()
