@@ -309,6 +309,11 @@ def open_run(args):
         die(PROG, str(error))
     if args.shard is not None and distributed.launched_by_torchrun():
         die(PROG, "--shard is for separate machines; under torchrun every rank builds its shard itself", 2)
+    if warning and distributed.launched_by_torchrun():  # a rank on the CPU among GPU ranks would hang
+        die(
+            PROG,
+            f"{warning.removeprefix('warning: using the CPU: ')}; under torchrun pass --device cpu for all ranks",
+        )
     ranks, device = distributed.start(device) if args.shard is None else (distributed.SINGLE, device)
     chosen: tuple = (None, None)
     if ranks.main and args.shard is None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -390,7 +391,8 @@ def log_mel_features(
     reason = unusable_reason(decoded)
     if reason:
         return reason
-    torch.set_num_threads(1)  # one process per core is the fast layout here
+    if multiprocessing.parent_process() is not None:  # a worker: one process per core is the fast layout
+        torch.set_num_threads(1)  # (in the main process, with --workers 0, it would slow training after)
     audio = torch.from_numpy(decoded.audio)
     windows = [audio[None, a:b] for a, b in track_windows(len(audio), decoded.sample_rate)]
     out = []
