@@ -192,7 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     #    device; the members to train.
     tracks, ranks, run_dir, device = open_run(args)
     plans = member_plans(args)
-    say = print if ranks.main else lambda *_, **__: None  # rank 0 speaks for all
 
     # 2. Features: every track decoded and turned into log-mels once per spectrogram config
     #    (each rank of a node decoding its shard with its share of the cores).
@@ -207,11 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     distributed.check_same([len(c.labels) for c in (train, valid, test)], "the clips of each split", ranks)
     placement = "on the GPU" if all(s.on_device for s in data.stores.values()) else "memory-mapped"
     processes = f"{ranks.world} ranks, " if ranks.active else ""
-    say(
-        f"training on {processes}{device} (features {placement}): {len(train.labels)} train / "
-        f"{len(valid.labels)} validation / {len(test.labels)} test clips",
-        file=sys.stderr,
-    )
+    if ranks.main:  # rank 0 speaks for all
+        print(
+            f"training on {processes}{device} (features {placement}): {len(train.labels)} train / "
+            f"{len(valid.labels)} validation / {len(test.labels)} test clips",
+            file=sys.stderr,
+        )
 
     # 3. Train each member (resumable per epoch), keep its validation and test log-probabilities.
     if ranks.main:
@@ -310,10 +310,7 @@ def open_run(args):
     if args.shard is not None and distributed.launched_by_torchrun():
         die(PROG, "--shard is for separate machines; under torchrun every rank builds its shard itself", 2)
     if warning and distributed.launched_by_torchrun():  # a rank on the CPU among GPU ranks would hang
-        die(
-            PROG,
-            f"{warning.removeprefix('warning: using the CPU: ')}; under torchrun pass --device cpu for all ranks",
-        )
+        die(PROG, f"under torchrun every rank must use the same device ({warning}); pass --device cpu")
     ranks, device = distributed.start(device) if args.shard is None else (distributed.SINGLE, device)
     chosen: tuple = (None, None)
     if ranks.main and args.shard is None:

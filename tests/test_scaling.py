@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train import TINY, assert_every_member_beats_the_prior, member_hashes
+from test_train import assert_every_member_beats_the_prior, member_hashes, train_command
 
 from conftest import REPO, interrupt_decoding, make_fma_dataset
 from model import fma
@@ -31,25 +31,6 @@ def dataset(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("fma")
     metadata, audio = make_fma_dataset(root, per_split=(25, 4, 4), seconds=2.5)  # 100 training clips
     return {"metadata": metadata, "audio": audio, "cache": root / "cache"}
-
-
-def train_command(dataset, out: Path, run_dir: Path, *extra: str, launcher=(sys.executable,)) -> list[str]:
-    return [
-        *launcher,
-        str(REPO / "train.py"),
-        "--metadata",
-        str(dataset["metadata"]),
-        "--audio",
-        str(dataset["audio"]),
-        "--cache",
-        str(dataset["cache"]),
-        "--out",
-        str(out),
-        "--run-dir",
-        str(run_dir),
-        *TINY,
-        *extra,
-    ]
 
 
 def test_torchrun_trains_two_ranks_in_step_and_resumes_after_a_kill(dataset, tmp_path):

@@ -32,23 +32,19 @@ def dataset(tmp_path_factory) -> dict:
     return {"root": root, "metadata": metadata, "audio": audio, "cache": root / "cache"}
 
 
+def train_command(dataset, out: Path, run_dir: Path, *extra: str, launcher=(sys.executable,)) -> list[str]:
+    """train.py with the tiny network on `dataset` (FMA layout unless `extra` names the labels)."""
+    command = [*launcher, str(REPO / "train.py"), "--cache", str(dataset["cache"]), "--out", str(out)]
+    command += ["--run-dir", str(run_dir), *TINY, *extra]
+    if not any(a in extra for a in ("--labels", "--metadata")):
+        command += ["--metadata", str(dataset["metadata"]), "--audio", str(dataset["audio"])]
+    return command
+
+
 def train(
     dataset, out: Path, *extra: str, run_dir: Path | None = None, **popen
 ) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        str(REPO / "train.py"),
-        "--cache",
-        str(dataset["cache"]),
-        "--out",
-        str(out),
-        "--run-dir",
-        str(run_dir or out.parent / f"run-{out.name}"),
-        *TINY,
-        *extra,
-    ]
-    if not any(a in extra for a in ("--labels", "--metadata")):
-        command += ["--metadata", str(dataset["metadata"]), "--audio", str(dataset["audio"])]
+    command = train_command(dataset, out, run_dir or out.parent / f"run-{out.name}", *extra)
     return subprocess.run(command, capture_output=True, text=True, **popen)
 
 
