@@ -15,6 +15,7 @@ model/calibration.py, for prediction and training alike).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,25 @@ from .genres import GENRES
 from .manifest import Manifest, ManifestError, load_manifest
 from .networks import build_network
 from .spectrogram import LogMel
+
+
+def _torch_on_one_thread_beside_onnxruntime(method: Callable) -> Callable:
+    """With ONNX Runtime running the networks, torch's own small share (log-mel, heads,
+    combining) runs on one thread: ONNX Runtime's threads take the cores, and torch's OpenMP
+    threads, spinning between its small ops, took their time (README, Benchmarks)."""
+
+    @functools.wraps(method)
+    def run(self: Ensemble, *args, **kwargs):
+        if self.backend != "onnxruntime":
+            return method(self, *args, **kwargs)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
 
 
 class Ensemble(nn.Module):
@@ -70,10 +90,12 @@ class Ensemble(nn.Module):
         frames = {key: [config.frames(n) for n in lengths] for config, key in self.config_keys.items()}
         return combine(self.member_log_probs(specs, frames, len(lengths)), self.manifest.temperature)
 
+    @_torch_on_one_thread_beside_onnxruntime
     def spectrograms(self, waveforms: torch.Tensor) -> dict[str, torch.Tensor]:
         """(clips, samples) -> each spectrogram config's log-mel (clips, mels, frames), once per config."""
         return {key: logmel(waveforms) for key, logmel in self.logmels.items()}
 
+    @_torch_on_one_thread_beside_onnxruntime
     def member_log_probs(
         self, specs: dict[str, torch.Tensor], frames: dict[str, list[int]], clips: int
     ) -> torch.Tensor:

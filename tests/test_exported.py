@@ -110,6 +110,35 @@ def test_a_network_that_cannot_be_exported_stays_on_torch_with_a_warning(every_k
         assert (load_ensemble(every_kind)(batch, lengths) - ensemble(batch, lengths)).abs().max() < 1e-4
 
 
+def test_torch_runs_on_one_thread_beside_onnxruntime_and_gets_its_threads_back(every_kind, monkeypatch):
+    from model.spectrogram import LogMel
+
+    seen: list[int] = []
+    real = LogMel.forward
+    monkeypatch.setattr(
+        LogMel, "forward", lambda self, x: seen.append(torch.get_num_threads()) or real(self, x)
+    )
+    lengths = [16000 * 4]
+    batch = waveforms(lengths)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            load_ensemble(every_kind)(batch, lengths)
+            assert set(seen) == {2}  # the torch backend keeps the threads it is given
+            exported = load_ensemble(every_kind)
+            exported.use_onnxruntime(threads=2)
+            seen.clear()
+            exported(batch, lengths)
+            assert seen and set(seen) == {1}
+            assert torch.get_num_threads() == 2
+            with pytest.raises(KeyError):  # and gets them back when a call fails
+                exported.member_log_probs({}, {}, 1)
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_chunks_of_another_shape_go_to_torch(every_kind):
     from model.exported import ExportedFunction
 
