@@ -110,6 +110,21 @@ def test_a_network_that_cannot_be_exported_stays_on_torch_with_a_warning(every_k
         assert (load_ensemble(every_kind)(batch, lengths) - ensemble(batch, lengths)).abs().max() < 1e-4
 
 
+def test_the_exported_front_end_max_is_the_plain_one():
+    """The form musicnn's front end takes for ONNX Runtime (channels padded to whole blocks,
+    pooled, cut back) computes the plain conv-then-max, for both of its channel counts."""
+    import torch.nn.functional as F
+
+    from model.musicnn import _conv_max_for_onnxruntime
+
+    x = torch.randn(3, 1, 40, 96)
+    for channels, kernel in ((51, (8, 1)), (204, (7, 38))):
+        weight, bias = torch.randn(channels, 1, *kernel), torch.randn(channels)
+        got = _conv_max_for_onnxruntime(x, weight, bias)
+        assert got.shape == (3, channels, 40 - kernel[0] + 1)
+        assert (got - F.conv2d(x, weight, bias).amax(dim=3)).abs().max() < 1e-5
+
+
 def test_torch_runs_on_one_thread_beside_onnxruntime_and_gets_its_threads_back(every_kind, monkeypatch):
     from model.spectrogram import LogMel
 
