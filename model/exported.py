@@ -13,7 +13,8 @@ a few seconds (README, Benchmarks). A network whose export fails stays on torch,
 What is exported: each network's chunk scorer (chunks -> logits), and once for all the members
 that share them, the frozen musicnn taggers (chunks -> tag logits, embedding). Their small heads,
 the speech cue, the log-mel front end and the combination stay in torch: each is a small share of
-the work.
+the work, run on one torch thread beside ONNX Runtime's (model/ensemble.py). musicnn's front end
+takes a form of the same arithmetic that ONNX Runtime runs faster (model/musicnn.py).
 """
 
 from __future__ import annotations
