@@ -32,14 +32,16 @@ from .networks import build_network
 from .spectrogram import LogMel
 
 
-def _torch_on_one_thread_beside_onnxruntime(method: Callable) -> Callable:
-    """With ONNX Runtime running the networks, torch's own small share (log-mel, heads,
-    combining) runs on one thread: ONNX Runtime's threads take the cores, and torch's OpenMP
-    threads, spinning between its small ops, took their time (README, Benchmarks)."""
+def _one_torch_thread_when_all_exported(method: Callable) -> Callable:
+    """When ONNX Runtime runs every network, torch's own small share (log-mel, speech cue, heads)
+    runs on one thread: ONNX Runtime's threads take the cores, and torch's OpenMP threads,
+    spinning between its small ops, took their time (README, Benchmarks). A network left on
+    torch keeps all of torch's threads. torch's thread count is process-wide: it is changed for
+    the call and restored after, so one ensemble is not for concurrent calls from several threads."""
 
     @functools.wraps(method)
     def run(self: Ensemble, *args, **kwargs):
-        if self.backend != "onnxruntime":
+        if not self.all_exported:
             return method(self, *args, **kwargs)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -70,6 +72,7 @@ class Ensemble(nn.Module):
         self.backend = "torch"
         # ONNX Runtime versions of the networks, by member name or backbone key (model/exported.py)
         self.exported: dict[str, Callable] = {}
+        self.all_exported = False  # every network runs on ONNX Runtime
 
     def use_onnxruntime(self, threads: int) -> None:
         """Run the networks on ONNX Runtime from now on (CPU only; same numbers, see model/exported.py)."""
@@ -78,6 +81,11 @@ class Ensemble(nn.Module):
         if self.device.type != "cpu":
             raise ValueError(f"the onnxruntime backend runs on the CPU; this ensemble is on {self.device}")
         self.exported, self.backend = export_networks(self, threads), "onnxruntime"
+        self.all_exported = all(
+            member.name in self.exported or self.backbone_keys.get(member.name) in self.exported
+            for member in self.manifest.members
+            if member.kind != "prior"
+        )
 
     @property
     def device(self) -> torch.device:
@@ -90,12 +98,12 @@ class Ensemble(nn.Module):
         frames = {key: [config.frames(n) for n in lengths] for config, key in self.config_keys.items()}
         return combine(self.member_log_probs(specs, frames, len(lengths)), self.manifest.temperature)
 
-    @_torch_on_one_thread_beside_onnxruntime
+    @_one_torch_thread_when_all_exported
     def spectrograms(self, waveforms: torch.Tensor) -> dict[str, torch.Tensor]:
         """(clips, samples) -> each spectrogram config's log-mel (clips, mels, frames), once per config."""
         return {key: logmel(waveforms) for key, logmel in self.logmels.items()}
 
-    @_torch_on_one_thread_beside_onnxruntime
+    @_one_torch_thread_when_all_exported
     def member_log_probs(
         self, specs: dict[str, torch.Tensor], frames: dict[str, list[int]], clips: int
     ) -> torch.Tensor:

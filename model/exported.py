@@ -7,8 +7,8 @@ log-probabilities to within 1e-4 (tested for every member kind).
 Where the graphs come from: they are exported from the loaded torch networks when the ensemble is
 loaded (`export_networks`), in memory, by torch's own exporter. The manifest and its state dicts
 stay the only truth: there is no second copy of the weights to ship, hash or keep in step, and any
-weights folder (a fork's trained ensemble too) gets the speed. The price is the export at start-up,
-a few seconds (README, Benchmarks). A network whose export fails stays on torch, with a warning.
+weights folder (a fork's trained ensemble too) gets the speed. The price is the export at start-up
+(README, Benchmarks). A network whose export fails stays on torch, with a warning.
 
 What is exported: each network's chunk scorer (chunks -> logits), and once for all the members
 that share them, the frozen musicnn taggers (chunks -> tag logits, embedding). Their small heads,

@@ -193,18 +193,21 @@ class _FrontEndBlock(nn.Module):
 def _conv_max_for_onnxruntime(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """`F.conv2d(x, weight, bias).amax(dim=3)` in the form ONNX Runtime runs fastest.
 
-    Its CPU convolutions write a channel-blocked layout (NCHWc, blocks of 8 or 16 channels) that
-    its max-pool reads directly only when the channel count is a whole number of blocks; a plain
-    frequency max (or 204 / 51 channels) makes it copy every full-size conv output back to the
-    plain layout first. So the channels are padded with zero filters to a multiple of 16, pooled
-    over the whole frequency axis, and cut back: same numbers, no copy. In torch's eager mode the
-    plain amax is the faster one (both measured: README, Benchmarks).
+    Its CPU convolutions write a channel-blocked layout (NCHWc: blocks of 8 channels with AVX2,
+    16 with AVX-512) that its max-pool reads directly only when the channel count is a whole
+    number of blocks. A ReduceMax, or a max-pool over 204 or 51 channels, makes it copy every
+    full-size conv output back to the plain layout first. So the filters are padded with zeros to
+    a multiple of 16 channels (whole blocks on both), max-pooled over the whole frequency axis,
+    and cut back: same numbers, no copy. In torch's eager mode the plain amax is the faster one
+    (both measured: README, Benchmarks).
     """
     channels = weight.shape[0]
     extra = -channels % 16
     weight = torch.cat([weight, weight.new_zeros((extra, *weight.shape[1:]))])
     bias = torch.cat([bias, bias.new_zeros(extra)])
     z = F.conv2d(x, weight, bias)
+    # The pool spans the frequency axis, fixed by the 96 mels (tracing keeps it as a constant);
+    # flatten, not squeeze: the exporter turns squeeze into a run-time shape test.
     return F.max_pool2d(z, kernel_size=(1, int(z.shape[3]))).flatten(2)[:, :channels]
 
 

@@ -106,8 +106,16 @@ def test_a_network_that_cannot_be_exported_stays_on_torch_with_a_warning(every_k
     assert "a" not in ensemble.exported and "head1" in ensemble.exported
     lengths = [16000 * 5]
     batch = waveforms(lengths)
-    with torch.inference_mode():
-        assert (load_ensemble(every_kind)(batch, lengths) - ensemble(batch, lengths)).abs().max() < 1e-4
+    seen: list[int] = []  # torch's threads while the network left on torch runs: all of them
+    ensemble.networks["a"].register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            assert (load_ensemble(every_kind)(batch, lengths) - ensemble(batch, lengths)).abs().max() < 1e-4
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2]
 
 
 def test_the_exported_front_end_max_is_the_plain_one():
@@ -125,14 +133,41 @@ def test_the_exported_front_end_max_is_the_plain_one():
         assert (got - F.conv2d(x, weight, bias).amax(dim=3)).abs().max() < 1e-5
 
 
+def test_musicnn_front_end_exports_as_a_max_pool_not_a_reduce_max():
+    """The form ONNX Runtime keeps in its blocked layout (model/musicnn.py); a ReduceMax there
+    would still give the same numbers, only slower, so no other test would notice."""
+    import io
+
+    import onnx
+
+    from model.musicnn import _FrontEndBlock
+
+    block, buffer = _FrontEndBlock(204, (7, 38), (3, 3)).eval(), io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            block,
+            (torch.randn(2, 1, 187, 96),),
+            buffer,
+            dynamo=False,
+            dynamic_axes={"x": {0: "n"}},
+            input_names=["x"],
+        )
+    operators = {node.op_type for node in onnx.load_from_string(buffer.getvalue()).graph.node}
+    assert "MaxPool" in operators and "ReduceMax" not in operators
+
+
 def test_torch_runs_on_one_thread_beside_onnxruntime_and_gets_its_threads_back(every_kind, monkeypatch):
+    import model.ensemble
     from model.spectrogram import LogMel
 
-    seen: list[int] = []
-    real = LogMel.forward
-    monkeypatch.setattr(
-        LogMel, "forward", lambda self, x: seen.append(torch.get_num_threads()) or real(self, x)
-    )
+    seen: list[int] = []  # torch's threads in the log-mel and where member outputs are averaged
+
+    def recording(function):
+        return lambda *args: seen.append(torch.get_num_threads()) or function(*args)
+
+    monkeypatch.setattr(LogMel, "forward", recording(LogMel.forward))
+    monkeypatch.setattr(model.ensemble, "mean_by_owner", recording(model.ensemble.mean_by_owner))
     lengths = [16000 * 4]
     batch = waveforms(lengths)
     before = torch.get_num_threads()
@@ -145,7 +180,7 @@ def test_torch_runs_on_one_thread_beside_onnxruntime_and_gets_its_threads_back(e
             exported.use_onnxruntime(threads=2)
             seen.clear()
             exported(batch, lengths)
-            assert seen and set(seen) == {1}
+            assert len(seen) > 2 and set(seen) == {1}
             assert torch.get_num_threads() == 2
             with pytest.raises(KeyError):  # and gets them back when a call fails
                 exported.member_log_probs({}, {}, 1)
