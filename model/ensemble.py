@@ -72,7 +72,6 @@ class Ensemble(nn.Module):
         self.backend = "torch"
         # ONNX Runtime versions of the networks, by member name or backbone key (model/exported.py)
         self.exported: dict[str, Callable] = {}
-        self.all_exported = False  # every network runs on ONNX Runtime
 
     def use_onnxruntime(self, threads: int) -> None:
         """Run the networks on ONNX Runtime from now on (CPU only; same numbers, see model/exported.py)."""
@@ -81,7 +80,11 @@ class Ensemble(nn.Module):
         if self.device.type != "cpu":
             raise ValueError(f"the onnxruntime backend runs on the CPU; this ensemble is on {self.device}")
         self.exported, self.backend = export_networks(self, threads), "onnxruntime"
-        self.all_exported = all(
+
+    @property
+    def all_exported(self) -> bool:
+        """Whether ONNX Runtime runs every network (by member name, or the shared taggers' key)."""
+        return bool(self.exported) and all(
             member.name in self.exported or self.backbone_keys.get(member.name) in self.exported
             for member in self.manifest.members
             if member.kind != "prior"

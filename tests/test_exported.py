@@ -49,6 +49,15 @@ def every_kind(tmp_path_factory, zero_shot_weights) -> Path:
     return folder
 
 
+@pytest.fixture
+def two_torch_threads():
+    """torch on 2 threads for the test, whatever it had before (its thread count is process-wide)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 def waveforms(lengths: list[int], seed: int = 0) -> torch.Tensor:
     rng = np.random.default_rng(seed)
     batch = torch.zeros(len(lengths), max(lengths))
@@ -86,7 +95,9 @@ def test_every_member_kind_gives_torchs_log_probabilities(every_kind):
         assert rows < 1e-4
 
 
-def test_a_network_that_cannot_be_exported_stays_on_torch_with_a_warning(every_kind, monkeypatch):
+def test_a_network_that_cannot_be_exported_stays_on_torch_with_a_warning(
+    every_kind, monkeypatch, two_torch_threads
+):
     import model.exported
 
     real = model.exported.ExportedFunction
@@ -103,18 +114,13 @@ def test_a_network_that_cannot_be_exported_stays_on_torch_with_a_warning(every_k
         ensemble.use_onnxruntime(threads=2)
     assert [str(w.message).split(":")[0] for w in caught] == [f"member {n!r} stays on torch" for n in "abc"]
     assert all("frobnicate" in str(w.message) for w in caught)
-    assert "a" not in ensemble.exported and "head1" in ensemble.exported
+    assert "a" not in ensemble.exported and "head1" in ensemble.exported and not ensemble.all_exported
     lengths = [16000 * 5]
     batch = waveforms(lengths)
     seen: list[int] = []  # torch's threads while the network left on torch runs: all of them
     ensemble.networks["a"].register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with torch.inference_mode():
-            assert (load_ensemble(every_kind)(batch, lengths) - ensemble(batch, lengths)).abs().max() < 1e-4
-    finally:
-        torch.set_num_threads(before)
+    with torch.inference_mode():
+        assert (load_ensemble(every_kind)(batch, lengths) - ensemble(batch, lengths)).abs().max() < 1e-4
     assert seen == [2]
 
 
@@ -157,7 +163,9 @@ def test_musicnn_front_end_exports_as_a_max_pool_not_a_reduce_max():
     assert "MaxPool" in operators and "ReduceMax" not in operators
 
 
-def test_torch_runs_on_one_thread_beside_onnxruntime_and_gets_its_threads_back(every_kind, monkeypatch):
+def test_torch_runs_on_one_thread_beside_onnxruntime_and_gets_its_threads_back(
+    every_kind, monkeypatch, two_torch_threads
+):
     import model.ensemble
     from model.spectrogram import LogMel
 
@@ -170,23 +178,19 @@ def test_torch_runs_on_one_thread_beside_onnxruntime_and_gets_its_threads_back(e
     monkeypatch.setattr(model.ensemble, "mean_by_owner", recording(model.ensemble.mean_by_owner))
     lengths = [16000 * 4]
     batch = waveforms(lengths)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with torch.inference_mode():
-            load_ensemble(every_kind)(batch, lengths)
-            assert set(seen) == {2}  # the torch backend keeps the threads it is given
-            exported = load_ensemble(every_kind)
-            exported.use_onnxruntime(threads=2)
-            seen.clear()
-            exported(batch, lengths)
-            assert len(seen) > 2 and set(seen) == {1}
-            assert torch.get_num_threads() == 2
-            with pytest.raises(KeyError):  # and gets them back when a call fails
-                exported.member_log_probs({}, {}, 1)
-            assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
+    with torch.inference_mode():
+        load_ensemble(every_kind)(batch, lengths)
+        assert set(seen) == {2}  # the torch backend keeps the threads it is given
+        exported = load_ensemble(every_kind)
+        exported.use_onnxruntime(threads=2)
+        assert exported.all_exported
+        seen.clear()
+        exported(batch, lengths)
+        assert len(seen) > 2 and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+        with pytest.raises(KeyError):  # and gets them back when a call fails
+            exported.member_log_probs({}, {}, 1)
+        assert torch.get_num_threads() == 2
 
 
 def test_chunks_of_another_shape_go_to_torch(every_kind):
