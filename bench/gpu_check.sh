@@ -44,8 +44,13 @@ done
 PY=${PYTHON:-python3}
 
 # The GPU machine has Python 3.12 with torch but none of the audio stack: these travel as wheels.
-WHEELS=(soundfile==0.14.0 av==18.1.0 soxr==1.1.0 librosa==0.11.0 pebble==5.2.3 lameenc==1.9.0
-        cffi==2.1.1 pycparser==3.12 audioread==3.1.0 decorator==5.3.1 pooch==1.9.0 platformdirs==4.14.9)
+# Their versions are the ones constraints.txt pins (one pin per package in the repository).
+WHEELS=()
+for name in soundfile av soxr librosa pebble lameenc cffi pycparser audioread decorator pooch platformdirs; do
+  pin=$(grep -m1 "^$name==" "$(dirname "${BASH_SOURCE[0]}")/../constraints.txt" | cut -d' ' -f1)
+  [[ -n $pin ]] || { echo "gpu_check.sh: error: constraints.txt pins no $name" >&2; exit 2; }
+  WHEELS+=("$pin")
+done
 if ((FETCH)); then
   exec "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \

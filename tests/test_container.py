@@ -148,7 +148,7 @@ def pinned_distributions(repo: Path) -> set[str]:
     return {
         re.split(r"[=<>\[; ]", line)[0].lower().replace("_", "-")
         for line in (repo / "requirements.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
+        if line.strip() and not line.startswith(("#", "-"))  # "-c constraints.txt" names no package
     }
 
 

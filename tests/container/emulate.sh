@@ -45,6 +45,8 @@ else
   "$work/venv/bin/python" -m pip install -q --disable-pip-version-check -r "$home/requirements.txt"
 fi
 
+"$work/venv/bin/python" "$home/tools/pin_requirements.py" --installed || fail "a distribution is not pinned"
+
 echo "== 3. postBuild"
 (cd "$home" && env -i HOME="$home" PATH="$work/venv/bin:/usr/bin:/bin" ./postBuild) || fail "postBuild"
 
