@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from model.cli import ArgumentParser, die
+from model.cli import ArgumentParser, counted, die
 
 
 def parse_args(argv: list[str] | None):
@@ -36,12 +36,24 @@ def parse_args(argv: list[str] | None):
         choices=["training", "validation", "test"],
         help="with tracks.csv: the split to score against (default test)",
     )
-    parser.add_argument("--subset", default="medium", choices=["small", "medium", "large", "full"])
-    parser.add_argument("--report", help="JSON report (default: beside the CSV, <name>.report.json)")
     parser.add_argument(
-        "--confusion", help="confusion-matrix PNG (default: beside the CSV, <name>.confusion.png)"
+        "--subset",
+        default="medium",
+        choices=["small", "medium", "large", "full"],
+        help="with tracks.csv: the FMA subset whose tracks are scored (default medium)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--report", help="with --labels: JSON report (default: beside the CSV, <name>.report.json)"
+    )
+    parser.add_argument(
+        "--confusion",
+        help="with --labels: confusion-matrix PNG (default: beside the CSV, <name>.confusion.png)",
+    )
+    args = parser.parse_args(argv)
+    for flag in ("report", "confusion"):
+        if getattr(args, flag) and not args.labels:
+            parser.error(f"--{flag} holds scores, which need --labels")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  ... and {len(problems) - 50} more", file=sys.stderr)
         return 1
     rows = text.splitlines()[1:]
-    print(f"{path}: valid submission, {len(rows)} rows", file=sys.stderr)
+    print(f"{path}: valid submission, {counted(len(rows), 'row')}", file=sys.stderr)
     if not args.labels:
         return 0
 

@@ -23,7 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
-from model.cli import ArgumentParser, die, non_negative_int, positive_float, positive_int, shard_arg
+from model.cli import ArgumentParser, counted, die, non_negative_int, positive_float, positive_int, shard_arg
 from model.submission import file_id, find_mp3s
 
 PROG = "predict.py"
@@ -114,6 +114,8 @@ def parse_args(argv: list[str] | None) -> object:
         parser.error("--shard splits a --payload folder; with FILEs, give each machine its own files")
     if args.segments and args.resume:
         parser.error("--segments cannot be resumed: the journal keeps clip rows only")
+    if args.hop is not None and not args.segments:
+        parser.error("--hop sets the step between --segments rows: give --segments CSV too")
     if args.top_k > 16:
         parser.error(f"--top-k: there are 16 genres, got {args.top_k}")
     if not args.files:
@@ -128,17 +130,23 @@ def main(argv: list[str] | None = None) -> int:
     # (multiprocessing's spawn) and should not pay for torch.
     import torch
 
+    from model.atomic import unwritable_reason
     from model.device import usable_cores
     from model.genre_model import default_workers
 
-    paths = list_inputs(args)
     for target, flag in ((args.out, "--out"), (args.report, "--report"), (args.segments, "--segments")):
-        if target and Path(target).is_dir():
-            die(PROG, f"{flag} {target} is a folder: give a file name", 2)
+        problem = target and unwritable_reason(target)  # found now, not after the model has loaded
+        if problem:
+            die(PROG, f"{flag} {target}: {problem}", 2)
+    paths = list_inputs(args)
     workers = args.workers if args.workers is not None else default_workers()
     torch.set_num_threads(usable_cores())  # torch's default counts a quota-limited container's host cores
     model = load_model(args.weights, args.device, args.backend)
     announce(model, paths, args.payload, workers)
+    if not paths:
+        print(
+            f"warning: {args.payload} holds no .mp3 files: the CSV will have its header only", file=sys.stderr
+        )
 
     # Finished predictions are journaled beside the output, so an interrupted run can be resumed.
     journal, predictions = open_journal(args, paths)
@@ -160,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         journal.path.unlink(missing_ok=True)  # the CSV is complete: nothing left to resume
     if args.files:
         print(top_genres_table(ordered, model.genres, args.top_k))
-    summarise(ordered, len(todo), model.device, elapsed, args.out, args.segments)
+    summarise(ordered, len(todo), model.device, elapsed, args)
     return 0
 
 
@@ -214,16 +222,9 @@ def open_journal(args, paths: list[Path]):
 
 def collect(stream, predictions: dict, journal, total: int) -> None:
     """Predictions from `stream` into `predictions` (and the journal), with a progress bar."""
-    from tqdm import tqdm
+    from model.progress import progress_bar
 
-    progress = tqdm(
-        total=total,
-        initial=len(predictions),
-        unit="clip",
-        file=sys.stderr,
-        mininterval=1.0,
-        dynamic_ncols=True,
-    )
+    progress = progress_bar(total, "clip", initial=len(predictions), disable=not total)
     try:
         for prediction in stream:
             predictions[prediction.path] = prediction
@@ -297,10 +298,10 @@ def announce(model, paths: list[Path], payload: str | None, workers: int) -> Non
             file=sys.stderr,
         )
     members = ", ".join(m.name for m in manifest.members)
-    where = f"mp3 files in {payload}" if payload else "files"
+    where = counted(len(paths), "mp3 file") + f" in {payload}" if payload else counted(len(paths), "file")
     print(
-        f"{len(paths)} {where}; ensemble: {members}; device: {model.device} ({model.ensemble.backend}); "
-        f"{workers} decode workers",
+        f"{where}; ensemble: {members}; device: {model.device} ({model.ensemble.backend}); "
+        f"{counted(workers, 'decode worker')}",
         file=sys.stderr,
     )
 
@@ -360,15 +361,22 @@ def report_entry(prediction) -> dict:
     }
 
 
-def summarise(
-    predictions: list, predicted_now: int, device, elapsed: float, out: str | None, segments: str | None
-) -> None:
+def summarise(predictions: list, predicted_now: int, device, elapsed: float, args) -> None:
     fallbacks = [p for p in predictions if p.status == "fallback"]
-    rate = predicted_now / elapsed if elapsed > 0 else 0.0
-    written = " and ".join(filter(None, [out, segments and f"{segments} (segments)"])) or "no CSV"
+    outputs = [
+        args.out,
+        args.segments and f"{args.segments} (segments)",
+        args.report and f"{args.report} (report)",
+    ]
+    written = ", ".join(filter(None, outputs)) or "no CSV"
+    speed = (
+        f"{elapsed:.1f} s, {predicted_now / elapsed:.1f} clips/s"
+        if predicted_now and elapsed > 0
+        else "nothing to predict"
+    )
     lines = [
-        f"wrote {written}: {len(predictions)} rows, {len(fallbacks)} fallback(s) to the class prior; "
-        f"device {device}; {elapsed:.1f} s, {rate:.1f} clips/s"
+        f"wrote {written}: {counted(len(predictions), 'row')}, {counted(len(fallbacks), 'fallback')} "
+        f"to the class prior; device {device}; {speed}"
     ]
     shown = 20
     lines += [f"  fallback {p.path.name}: {p.reason}" for p in fallbacks[:shown]]

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Train a calibrated ensemble (log-mel CNNs, optionally heads on the pretrained musicnn taggers)
-and write it to weights/ for predict.py and run.sh.
+into its run folder (runs/<date>-<time>/, beside its checkpoints); --out weights ships it as run.sh's.
 
     python train.py --metadata fma_metadata/ --audio fma_medium/            # FMA, official split
     python train.py --labels train_labels.csv --audio fma_medium/           # crowdAI labels
@@ -47,7 +47,10 @@ def parse_args(argv: list[str] | None):
     )
     out = parser.add_argument_group("outputs")
     out.add_argument(
-        "--out", default=str(HERE / "weights"), help="ensemble folder to write (default weights/)"
+        "--out",
+        default=None,
+        help="ensemble folder to write (default: the run folder; --out weights replaces the model "
+        "run.sh ships, and says what it replaces)",
     )
     out.add_argument("--cache", default=str(HERE / "cache"), help="feature cache root (default cache/)")
     out.add_argument(
@@ -216,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     # 3. Train each member (resumable per epoch), keep its validation and test log-probabilities.
     if ranks.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else run_dir
     members, states, histories, valid_log_probs, test_log_probs = [], {}, {}, [], []
     for config, spectrogram in plans:
         store, clips = data.stores[spectrogram], data.splits[spectrogram]
@@ -288,7 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     write_ensemble(out, manifest, states, report)
     print(
         f"\nwrote {out}/manifest.json (+{len(states)} state dicts), report.json, confusion.png in "
-        f"{(time.perf_counter() - started) / 60:.1f} min",
+        f"{(time.perf_counter() - started) / 60:.1f} min. Predict with it: "
+        f"python predict.py --weights {out} --payload DIR"
+        + (
+            ""
+            if out.resolve() == (HERE / "weights").resolve()
+            else f"; ship it: python tools/promote_run.py {out}"
+        ),
         file=sys.stderr,
     )
     distributed.finish(ranks)
@@ -380,9 +389,12 @@ def member_plans(args) -> list:
 
 def write_ensemble(out: Path, manifest, states: dict, report: dict) -> None:
     """The ensemble (manifest last, atomically), report.json and confusion.png; the report's table."""
-    from model.manifest import save_ensemble
+    from model.manifest import describe_ensemble, save_ensemble
     from model.metrics import confusion_png, report_table
 
+    replaced = describe_ensemble(out)  # only a deliberate --out holds one
+    if replaced:
+        print(f"replacing the ensemble in {out}: {replaced}", file=sys.stderr)
     save_ensemble(out, manifest, states)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     ensemble, split = report["ensemble"], report["split"]

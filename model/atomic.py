@@ -42,6 +42,29 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def unwritable_reason(path: str | os.PathLike) -> str | None:
+    """Why `write_atomic(path, ...)` would fail, found before any work is done, or None. Probes
+    the nearest existing folder on the way to `path` by creating (and removing) a temp file there:
+    permissions, read-only mounts and full quotas all show, whoever runs it."""
+    path = Path(path)
+    if path.is_dir():
+        return "a folder, not a file name"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-", suffix=".tmp")
+    except OSError as error:
+        if path.exists() and os.access(path, os.W_OK):
+            return None  # write_atomic overwrites it in place
+        return f"cannot create files in {folder} ({error.strerror or error})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
 def _overwrite(path: Path, data: bytes, why: str) -> None:
     print(f"warning: writing {path} in place, not atomically: {why}", file=sys.stderr)
     with open(path, "wb") as file:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from .atomic import write_atomic
 from .audio import Decoded, DecodeError, decode_many, unusable_reason
 from .genres import GENRES
 from .handcrafted import FEATURE_NAMES, SAMPLE_RATE, fma_features
+from .progress import progress_bar
 
 _PART_SIZE = 256
 MODELS = ("svm", "gbm")
@@ -57,9 +57,7 @@ def feature_table(tracks: pd.DataFrame, cache: Path, workers: int) -> tuple[pd.D
         keys.clear(), rows.clear(), reasons.clear()
 
     results = decode_many(todo["path"], SAMPLE_RATE, workers, prefetch=4, transform=features_or_reason)
-    for key, (_, result) in tqdm(
-        zip(todo["key"].astype(str), results), total=len(todo), unit="track", file=sys.stderr, mininterval=1.0
-    ):
+    for key, (_, result) in progress_bar(len(todo), "track", iterable=zip(todo["key"].astype(str), results)):
         keys.append(key)
         if isinstance(result, np.ndarray):
             rows.append(result), reasons.append("")

@@ -54,6 +54,11 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+def counted(count: int, noun: str) -> str:
+    """'1 file', '2 files', '0 files': the count with the noun it needs."""
+    return f"{count} {noun}" + ("" if count == 1 else "es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
+
+
 def die(prog: str, message: str, code: int = 1) -> None:
     """Exit with one line on stderr: the way the scripts report an error nobody can recover from."""
     print(f"{prog}: error: {message}", file=sys.stderr)

@@ -43,13 +43,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from .atomic import write_atomic
 from .audio import Decoded, DecodeError, decode_many, unusable_reason
 from .distributed import SINGLE, Ranks, barrier
 from .fma import SPLITS
 from .genres import GENRES
+from .progress import progress_bar
 from .sharding import Shard
 from .spectrogram import LogMel, SpectrogramConfig
 
@@ -168,10 +168,10 @@ class TrainingData:
         for config in configs:
             located = usable.merge(caches[config].ok()[["key", "offset", "frames"]], on="key")
             splits[config] = {
-                split: ClipSet(
-                    torch.tensor(rows["offset"].values, dtype=torch.long),
-                    torch.tensor(rows["frames"].values, dtype=torch.long),
-                    torch.tensor(rows["genre"].map(label_of).values, dtype=torch.long),
+                split: ClipSet(  # to_numpy(int64): an empty split is an empty tensor, not object dtype
+                    torch.from_numpy(rows["offset"].to_numpy(np.int64)),
+                    torch.from_numpy(rows["frames"].to_numpy(np.int64)),
+                    torch.from_numpy(rows["genre"].map(label_of).to_numpy(np.int64)),
                 )
                 for split, rows in ((s, located[located["split"] == s]) for s in SPLITS)
             }
@@ -312,9 +312,7 @@ def build_caches(
     todo = int((missing.str.len() > 0).sum())
     start = time.perf_counter()
     try:
-        with tqdm(
-            total=todo, unit="track", file=sys.stderr, mininterval=1.0, dynamic_ncols=True, disable=not todo
-        ) as progress:
+        with progress_bar(todo, "track", disable=not todo) as progress:
             for needed, group in tracks.groupby(missing, sort=False):
                 if not needed:
                     continue

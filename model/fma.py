@@ -81,7 +81,8 @@ def load_fma(metadata_dir: str | Path, audio_dir: str | Path, subset: str = "med
     """The official FMA subset with its artist-filtered split, for tracks whose audio exists."""
     table = read_tracks(metadata_dir, subset)
     table.insert(1, "path", [audio_path(audio_dir, int(key)) for key in table["key"]])
-    return _keep_existing_audio(table, Path(audio_dir))
+    fix = "is --audio the folder of the same subset as --metadata?"
+    return check_splits(_keep_existing_audio(table, Path(audio_dir)), audio_dir, fix)
 
 
 def load_crowdai_labels(labels_csv: str | Path, audio_dir: str | Path, seed: int = 0) -> pd.DataFrame:
@@ -96,7 +97,7 @@ def load_crowdai_labels(labels_csv: str | Path, audio_dir: str | Path, seed: int
     )
     _check_genres(table, labels_csv)
     table = _keep_existing_audio(table, Path(audio_dir))
-    return stratified_split(table, seed)
+    return check_splits(stratified_split(table, seed), labels_csv, _TOO_FEW_TO_SPLIT)
 
 
 def load_path_labels(labels_csv: str | Path, seed: int = 0) -> pd.DataFrame:
@@ -116,8 +117,13 @@ def load_path_labels(labels_csv: str | Path, seed: int = 0) -> pd.DataFrame:
         bad = sorted(set(table["split"]) - set(SPLITS))
         if bad:
             raise DataError(f"{labels_csv}: unknown split value(s) {bad}; use {list(SPLITS)}")
-        return _keep_existing_audio(table, None)
-    return stratified_split(_keep_existing_audio(table, None), seed)
+        fix = (
+            f"give some rows that split (the column takes {', '.join(SPLITS)}; test is optional), "
+            "or drop the column to let train.py split 80/10/10 per genre"
+        )
+        return check_splits(_keep_existing_audio(table, None), labels_csv, fix)
+    fix = _TOO_FEW_TO_SPLIT + ", or a split column naming training and validation rows"
+    return check_splits(stratified_split(_keep_existing_audio(table, None), seed), labels_csv, fix)
 
 
 def load_labelled_audio(
@@ -134,6 +140,24 @@ def load_labelled_audio(
             "give --metadata and --audio (FMA), or --labels (with --audio for crowdAI's track_id,genre)"
         )
     return load_crowdai_labels(labels, audio, seed) if audio else load_path_labels(labels, seed)
+
+
+def check_splits(table: pd.DataFrame, source, fix: str) -> pd.DataFrame:
+    """`table`, if its training and validation splits both hold clips (validation picks each
+    member's epoch and fits the temperature); else a DataError naming the empty one and `fix`,
+    before anything is decoded."""
+    counts = table["split"].value_counts()
+    empty = [s for s in SPLITS[:2] if not counts.get(s, 0)]
+    if empty:
+        found = ", ".join(f"{counts.get(s, 0)} {s}" for s in SPLITS)
+        raise DataError(f"{source}: the {' and '.join(empty)} split is empty ({found}): {fix}")
+    return table
+
+
+_TOO_FEW_TO_SPLIT = (
+    "the random split gives a genre validation and test clips only when it has at least 3: add clips "
+    "(3 or more of a genre)"
+)
 
 
 def stratified_split(table: pd.DataFrame, seed: int, fractions=(0.8, 0.1, 0.1)) -> pd.DataFrame:

@@ -8,17 +8,22 @@
 
 Every input goes through the same decode path, batching, ensemble and fallbacks as predict.py:
 a file without usable audio gets the training class prior with a warning (or an `UnusableAudio`
-error with `strict=True`), never a made-up answer.
+error with `strict=True`), never a made-up answer. A path that names no readable file is the
+caller's mistake, not a recording: it raises (FileNotFoundError, IsADirectoryError,
+PermissionError), as `open` and `soundfile.read` do; the prior never stands for a typo.
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import multiprocessing
 import os
-import sys
+import stat
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,6 +36,7 @@ from .device import choose_device, usable_cores
 from .ensemble import Ensemble, load_ensemble
 from .exported import BACKENDS, onnxruntime_available
 from .inference import Prediction, classify_decoded, classify_files
+from .progress import progress_bar
 from .submission import file_id
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -72,6 +78,7 @@ class GenreModel:
         >>> model.genres[:3]
         ['Blues', 'Classical', 'Country']
         """
+        _refuse_while_a_worker_imports_the_script()
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         chosen, warning = choose_device(device)
@@ -159,14 +166,17 @@ class GenreModel:
         >>> list(table.index), table.attrs["fallbacks"]
         (['beat', 'chords', 'silence'], {'silence': 'silent (digital silence)'})
         """
-        from tqdm import tqdm
-
         paths = [Path(p) for p in paths]
+        for path in paths:
+            _check_readable(path)
         found: dict[Path, Prediction] = {}
-        with tqdm(total=len(paths), unit="clip", disable=not progress, file=sys.stderr) as bar:
-            for prediction in self.stream(paths, workers, batch_size):
-                found[prediction.path] = prediction
-                bar.update()
+        try:
+            with progress_bar(len(paths), "clip", disable=not progress) as bar:
+                for prediction in self.stream(paths, workers, batch_size):
+                    found[prediction.path] = prediction
+                    bar.update()
+        except BrokenProcessPool as error:  # every worker died as it started
+            raise RuntimeError(f"the decode workers could not start. {_GUARD_HINT}") from error
         ordered = [found[path] for path in paths]
         rows = np.stack([p.probabilities for p in ordered]) if ordered else np.zeros((0, len(self.genres)))
         table = pd.DataFrame(
@@ -218,6 +228,7 @@ class GenreModel:
     def _decode(self, x: Audio, sample_rate: int | None) -> Decoded | DecodeError:
         if isinstance(x, (str, os.PathLike)):
             _no_rate(sample_rate, "a path")
+            _check_readable(Path(x))
             return _decode_or_error(Path(x), self.sample_rate)
         if isinstance(x, (bytes, bytearray, memoryview)):
             _no_rate(sample_rate, "file bytes")
@@ -233,6 +244,19 @@ class GenreModel:
         if sample_rate is None:
             raise ValueError("a waveform needs its sample_rate, e.g. model.predict(audio, sample_rate=44100)")
         return from_waveform(np.asarray(x), sample_rate, self.sample_rate)
+
+
+_GUARD_HINT = (
+    "Each decode worker imports your script again as it starts (multiprocessing's spawn), so a script "
+    'must call GenreModel under `if __name__ == "__main__":`; or pass workers=0 to decode in this process'
+)
+
+
+def _refuse_while_a_worker_imports_the_script() -> None:
+    """Inside a decode worker that is importing an unguarded script, stop at once (instead of
+    loading the model in every worker and failing later) and say why."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # spawn's own test
+        raise RuntimeError(f"GenreModel was used while a worker process imported the script. {_GUARD_HINT}")
 
 
 def from_waveform(samples: np.ndarray, sample_rate: int, target_rate: int) -> Decoded:
@@ -265,6 +289,16 @@ def _decode_bytes(data: bytes, suffix: str, sample_rate: int) -> Decoded | Decod
         path = Path(folder) / f"input{suffix}"
         path.write_bytes(data)
         return _decode_or_error(path, sample_rate)
+
+
+def _check_readable(path: Path) -> None:
+    """Raise what `open` raises for a path that is missing, a folder, or not readable (without
+    opening it: a FIFO would block)."""
+    mode = path.stat().st_mode  # FileNotFoundError
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if not os.access(path, os.R_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
 
 def _no_rate(sample_rate: int | None, what: str) -> None:

@@ -326,6 +326,34 @@ def save_ensemble(
     return written
 
 
+def copy_ensemble(source: str | os.PathLike, target: str | os.PathLike) -> Manifest:
+    """The ensemble in `source` written to `target` as `save_ensemble` writes (atomically, the
+    manifest last), with the pretrained weights its members name; the same files either side."""
+    source, target = Path(source), Path(target)
+    manifest = load_manifest(source)
+    states = {}
+    for member in manifest.members:
+        shared = [member.base_state_dict] + [member.state_dict] * ("/" in (member.state_dict or ""))
+        for relative in filter(None, shared):  # pretrained weights in their own folder (musicnn/)
+            place_base_weights(target, source / relative)
+        if member.state_dict and "/" not in member.state_dict:
+            states[member.name] = torch.load(
+                source / member.state_dict, map_location="cpu", weights_only=True
+            )
+    return save_ensemble(target, manifest, states)
+
+
+def describe_ensemble(weights_dir: str | os.PathLike) -> str | None:
+    """What the ensemble in `weights_dir` is (its description), or None if there is none: what a
+    command that writes there says it replaces."""
+    if not (Path(weights_dir) / MANIFEST).exists():
+        return None
+    try:
+        return load_manifest(weights_dir).description or "an ensemble without a description"
+    except ManifestError as error:
+        return f"an ensemble that does not load: {error}"
+
+
 def place_base_weights(weights_dir: str | os.PathLike, source: str | os.PathLike) -> tuple[str, str]:
     """Make frozen pretrained weights available to a member as its `base_state_dict`: `source`,
     with the licence (`LICENSE*`) and `provenance.json` beside it, is copied to

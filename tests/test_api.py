@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import doctest
 import io
+import os
 import subprocess
 import sys
 import warnings
@@ -112,6 +113,28 @@ def test_unusable_audio_gives_the_prior_with_a_warning_or_raises_when_strict(son
         model.predict(np.ones(100, np.float32) * 0.1, sample_rate=16000, strict=True)
 
 
+def test_a_path_that_names_no_readable_file_raises_instead_of_returning_the_prior(
+    songs, cnn_weights, tmp_path
+):
+    model = GenreModel.load(cnn_weights, device="cpu")
+    calls = [
+        model.predict,
+        model.segments,
+        lambda path: model.predict_many([songs / "low.mp3", path], progress=False),
+    ]
+    for call in calls:
+        with pytest.raises(FileNotFoundError, match="no/such/file.mp3"):
+            call("no/such/file.mp3")
+        with pytest.raises(IsADirectoryError):
+            call(songs)
+    unreadable = tmp_path / "locked.mp3"
+    unreadable.write_bytes((songs / "low.mp3").read_bytes())
+    unreadable.chmod(0)
+    if not os.access(unreadable, os.R_OK):  # root reads anything
+        with pytest.raises(PermissionError):
+            model.predict(unreadable)
+
+
 def test_bad_waveform_arguments_are_refused_in_one_line(cnn_weights):
     model = GenreModel.load(cnn_weights, device="cpu")
     with pytest.raises(ValueError, match="needs its sample_rate"):
@@ -202,3 +225,32 @@ def test_docstring_examples_run(zero_shot_weights, monkeypatch):
         loaded = GenreModel.load(zero_shot_weights, device="cpu")
     result = doctest.testmod(model.genre_model, extraglobs={"model": loaded, "Path": Path}, verbose=False)
     assert result.attempted >= 6 and result.failed == 0
+
+
+def test_the_readme_example_runs_as_a_script_from_outside_the_checkout(tmp_path):
+    """Pasted into a script elsewhere, with PYTHONPATH set as the README says: it must run (the
+    decode workers import the script again; the guard keeps them from running it)."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    script = tmp_path / "my_genres.py"
+    script.write_text(re.search(r"```python\n(# my_genres.py.*?)```", readme, re.S).group(1))
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,  # the example's paths are the checkout's examples/
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "silence" in result.stdout and "'silence': 'silent (digital silence)'" in result.stdout
+
+
+def test_a_worker_importing_an_unguarded_script_stops_with_the_reason(monkeypatch):
+    import multiprocessing
+
+    from model.genre_model import _refuse_while_a_worker_imports_the_script
+
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    with pytest.raises(RuntimeError, match='under `if __name__ == "__main__":`'):
+        _refuse_while_a_worker_imports_the_script()

@@ -138,3 +138,16 @@ def test_fma_tracks_csv_labels_conversion_and_the_prior_submission(tmp_path):
     ]
     expected = -np.mean([math.log(prior[GENRES.index(g)]) for g in genres])
     assert f"log loss {expected:.4f}" in graded.stdout
+
+
+def test_outputs_that_need_labels_are_refused_without_them(tmp_path):
+    csv = tmp_path / "p.csv"
+    csv.write_text("file_id," + ",".join(GENRES) + "\n")
+    for flag in ("--report", "--confusion"):
+        result = run("evaluate.py", str(csv), flag, str(tmp_path / "x"))
+        assert result.returncode == 2
+        assert (
+            result.stderr.strip()
+            == f"evaluate.py: error: {flag} holds scores, which need --labels (see --help)"
+        )
+    assert "the FMA subset whose tracks are scored" in " ".join(run("evaluate.py", "--help").stdout.split())

@@ -82,7 +82,7 @@ def test_output_that_is_a_folder_gets_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"predict.py: error: --out {tmp_path} is a folder: give a file name"
+        f"predict.py: error: --out {tmp_path}: a folder, not a file name"
     ]
 
 
@@ -119,3 +119,54 @@ def test_usable_cores_honours_a_cgroup_quota(tmp_path):
     cpu_max.write_text("50000 100000\n")  # half a core: still one
     assert usable_cores(cpu_max) == 1
     assert usable_cores(Path("/no/such/file")) == affinity
+
+
+def run_predict(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "predict.py"), *arguments], capture_output=True, text=True
+    )
+
+
+def test_one_file_reads_right_names_the_report_and_logs_progress_as_lines(tmp_path, tiny_weights, clips):
+    payload = tmp_path / "payload"
+    payload.mkdir()
+    (payload / "one.mp3").write_bytes(clips["cbr30"].read_bytes())
+    out, report = tmp_path / "out.csv", tmp_path / "report.json"
+    result = run_predict(
+        "--payload", str(payload), "--out", str(out), "--report", str(report), "--weights", str(tiny_weights)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 mp3 file in" in result.stderr and "1 row, 0 fallbacks" in result.stderr
+    assert f"wrote {out}, {report} (report): 1 row" in result.stderr
+    assert "\r" not in result.stderr  # stderr is a pipe here: plain lines, not redrawn bars
+    assert "100%" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--hop", "1"], "--hop sets the step between --segments rows: give --segments CSV too"),
+        (
+            ["--out", "examples/beat.mp3/out.csv"],
+            "--out examples/beat.mp3/out.csv: examples/beat.mp3 is not a folder",
+        ),
+        (["--report", "/proc/report.json"], "--report /proc/report.json: cannot create files in /proc"),
+    ],
+)
+def test_unusable_arguments_get_one_line_before_the_model_loads(arguments, message):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "predict.py"),
+            "--payload",
+            "examples",
+            "--out",
+            "/tmp/x.csv",
+            *arguments,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr

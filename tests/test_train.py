@@ -32,10 +32,13 @@ def dataset(tmp_path_factory) -> dict:
     return {"root": root, "metadata": metadata, "audio": audio, "cache": root / "cache"}
 
 
-def train_command(dataset, out: Path, run_dir: Path, *extra: str, launcher=(sys.executable,)) -> list[str]:
-    """train.py with the tiny network on `dataset` (FMA layout unless `extra` names the labels)."""
-    command = [*launcher, str(REPO / "train.py"), "--cache", str(dataset["cache"]), "--out", str(out)]
-    command += ["--run-dir", str(run_dir), *TINY, *extra]
+def train_command(
+    dataset, out: Path | None, run_dir: Path, *extra: str, launcher=(sys.executable,)
+) -> list[str]:
+    """train.py with the tiny network on `dataset` (FMA layout unless `extra` names the labels);
+    `out` None: the ensemble goes where train.py puts it by default (the run folder)."""
+    command = [*launcher, str(REPO / "train.py"), "--cache", str(dataset["cache"])]
+    command += ["--out", str(out)] * (out is not None) + ["--run-dir", str(run_dir), *TINY, *extra]
     if not any(a in extra for a in ("--labels", "--metadata")):
         command += ["--metadata", str(dataset["metadata"]), "--audio", str(dataset["audio"])]
     return command
@@ -499,6 +502,54 @@ def test_crowdai_and_own_labels_train(dataset, tmp_path):
     assert json.loads((tmp_path / "own" / "manifest.json").read_text())["members"][0]["kind"] == "cnn"
 
 
+def test_a_run_keeps_its_ensemble_and_shipping_it_is_a_deliberate_step(dataset, tmp_path):
+    shipped = REPO / "weights" / "manifest.json"
+    before = shipped.read_bytes()
+    run = tmp_path / "run"
+    quick = [
+        "--members",
+        "1",
+        "--epochs",
+        "2",
+        "--chunk-seconds",
+        "1",
+        "--workers",
+        "0",
+        "--min-epoch-steps",
+        "4",
+    ]
+    result = subprocess.run(train_command(dataset, None, run, *quick), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (run / "manifest.json").is_file() and (run / "cnn0.ckpt").is_file()  # beside its checkpoints
+    assert shipped.read_bytes() == before  # the model run.sh ships is untouched
+    assert f"python tools/promote_run.py {run}" in result.stderr
+
+    target = tmp_path / "weights"
+    shutil.copytree(REPO / "weights", target)  # the zero-shot default, as shipped
+    promote = [sys.executable, str(REPO / "tools" / "promote_run.py"), str(run), "--to", str(target)]
+    promoted = subprocess.run(promote, capture_output=True, text=True)
+    assert promoted.returncode == 0, promoted.stderr
+    assert "replaced: " + json.loads(before)["description"] in promoted.stdout
+    assert (target / "musicnn" / "musicnn_pair.pt").is_file()  # train.py's --backbone-weights stay
+    payload = dataset["audio"] / "000"
+    rows = [predict_rows(payload, weights, tmp_path / f"{weights.name}.csv") for weights in (run, target)]
+    assert rows[0] == rows[1]
+
+    again = subprocess.run(
+        train_command(dataset, target, tmp_path / "run2", *quick), capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"replacing the ensemble in {target}: " in again.stderr  # an explicit --out says what goes
+    wrong = subprocess.run([*promote[:2], str(tmp_path)], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "holds no ensemble" in wrong.stderr
+
+
+def predict_rows(payload: Path, weights: Path, out: Path) -> str:
+    command = [sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--weights", str(weights)]
+    subprocess.run([*command, "--out", str(out), "--workers", "0"], check=True, capture_output=True)
+    return out.read_text()
+
+
 def test_data_errors_name_the_problem(dataset, tmp_path):
     bad_columns = tmp_path / "labels.csv"
     bad_columns.write_text("id,label\n2,Rock\n")
@@ -520,6 +571,35 @@ def test_data_errors_name_the_problem(dataset, tmp_path):
     result = train(dataset, tmp_path / "w", "--metadata", str(tmp_path), "--audio", str(dataset["audio"]))
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
     assert "tracks.csv not found" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "rows, empty, fix",
+    [
+        (
+            lambda t: t.assign(split="training"),
+            "the validation split is empty (",
+            "give some rows that split",
+        ),
+        (lambda t: t.head(2)[["path", "genre"]], "the validation split is empty (", "at least 3"),
+    ],
+)
+def test_an_empty_split_is_one_line_before_any_decoding(dataset, tmp_path, rows, empty, fix):
+    labels = tmp_path / "labels.csv"
+    rows(fma.load_fma(dataset["metadata"], dataset["audio"])[["path", "genre", "split"]]).to_csv(
+        labels, index=False
+    )
+    command = train_command({**dataset, "cache": tmp_path / "cache"}, tmp_path / "w", tmp_path / "run")
+    command = [
+        a
+        for a in command
+        if a not in ("--metadata", "--audio", str(dataset["metadata"]), str(dataset["audio"]))
+    ]
+    result = subprocess.run([*command, "--labels", str(labels)], capture_output=True, text=True)
+    assert result.returncode == 1
+    error = [line for line in result.stderr.splitlines() if line.startswith("train.py: error:")]
+    assert len(error) == 1 and empty in error[0] and fix in error[0], result.stderr
+    assert not (tmp_path / "cache").exists()  # nothing decoded
 
 
 def _with_extra_row(tmp_path, dataset) -> Path:
