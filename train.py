@@ -92,9 +92,21 @@ def parse_args(argv: list[str] | None):
         "recomputed on clean training crops",
     )
     model.add_argument(
+        "--architecture",
+        default="short_chunk_resnet",
+        help="network(s) of the --members, cycled over them like --chunk-seconds (default "
+        f"short_chunk_resnet); registered in model/networks/: {', '.join(from_scratch_architectures())}",
+    )
+    model.add_argument(
+        "--hparams",
+        default=None,
+        metavar="JSON",
+        help="hyper-parameters over each architecture's registered defaults, e.g. '{\"dropout\": 0.2}'",
+    )
+    model.add_argument(
         "--channels",
-        default="32,64,128,256",
-        help="CNN widths, one residual block each (default 32,64,128,256)",
+        default=None,
+        help="shorthand for --hparams '{\"channels\": [...]}': widths, one block each (e.g. 32,64,128,256)",
     )
     model.add_argument(
         "--chunk-seconds", default="3,2,4", help="crop lengths, cycled over members (default 3,2,4)"
@@ -105,6 +117,14 @@ def parse_args(argv: list[str] | None):
     model.add_argument("--n-mels", type=positive_int, default=128, help="CNN mel bands (default 128)")
     model.add_argument("--hop-length", type=positive_int, default=256, help="CNN hop at 16 kHz (default 256)")
     model.add_argument("--seed", type=non_negative_int, default=0, help="member i uses seed + i (default 0)")
+    model.add_argument(
+        "--max-tracks",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="train on N tracks of the training split, drawn per genre in proportion (validation and "
+        "test unchanged): a quick check of a change",
+    )
     transfer = parser.add_argument_group(
         "transfer learning (pretrained musicnn taggers, see model/musicnn.py)"
     )
@@ -167,11 +187,48 @@ def parse_args(argv: list[str] | None):
             "give --metadata and --audio (FMA), or --labels (with --audio for crowdAI's track_id,genre)"
         )
     try:
-        args.channels = [int(c) for c in args.channels.split(",")]
         args.chunk_seconds = [float(c) for c in args.chunk_seconds.split(",")]
+        channels = args.channels and [int(c) for c in args.channels.split(",")]
     except ValueError:
         parser.error("--channels and --chunk-seconds take comma-separated numbers, e.g. 32,64,128 and 3,2,4")
+    args.architecture = [a.strip() for a in args.architecture.split(",")]
+    try:
+        args.hparams = member_hparams(args.architecture, args.hparams, channels)
+    except ValueError as error:
+        parser.error(str(error))
     return args
+
+
+def from_scratch_architectures() -> list[str]:
+    """The registered networks --architecture takes (trained from scratch on log-mels)."""
+    from model.networks import get_architecture, list_architectures
+
+    return [name for name in list_architectures() if get_architecture(name).kind == "cnn"]
+
+
+def member_hparams(architectures: list[str], text: str | None, channels: list[int] | None) -> dict:
+    """--hparams (a JSON object) with --channels folded in, checked against every architecture."""
+    from model.networks import get_architecture, resolve_hparams
+
+    try:
+        hparams = json.loads(text) if text else {}
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--hparams is not JSON ({error.msg} at character {error.pos}): {text}") from None
+    if not isinstance(hparams, dict):
+        raise ValueError(f"--hparams must be a JSON object like '{{\"dropout\": 0.2}}', got {text}")
+    if channels:
+        if "channels" in hparams:
+            raise ValueError("--channels and --hparams both set channels: give one")
+        hparams["channels"] = channels
+    for name in architectures:
+        if get_architecture(name).kind != "cnn":  # ValueError naming the registered ones if unknown
+            raise ValueError(
+                f"--architecture {name} is not trained from scratch here (kind {get_architecture(name).kind}); "
+                f"from-scratch architectures: {', '.join(from_scratch_architectures())}"
+                + ("; heads on the musicnn taggers come with --backbone musicnn" if "musicnn" in name else "")
+            )
+        resolve_hparams(name, hparams)
+    return hparams
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     from model.genres import GENRES
     from model.manifest import Manifest
     from model.metrics import training_report
+    from model.runs import RunLog, save_predictions, write_config
     from model.training import class_prior, manifest_entry, predict_clips, train_member
 
     started = time.perf_counter()
@@ -216,9 +274,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
 
-    # 3. Train each member (resumable per epoch), keep its validation and test log-probabilities.
+    # 3. Train each member (resumable per epoch), keep its validation and test log-probabilities;
+    #    the run's record (config.json, TensorBoard events: model/runs.py) beside its checkpoints.
     if ranks.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, vars(args), tracks, plans)
+    log = RunLog(run_dir, enabled=ranks.main)
     out = Path(args.out) if args.out else run_dir
     members, states, histories, valid_log_probs, test_log_probs = [], {}, {}, [], []
     for config, spectrogram in plans:
@@ -233,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                 chunk_frames,
                 run_dir / f"{config.name}.ckpt",
                 ranks,
+                on_epoch=log.epoch,
             )
             if ranks.main:
                 spec, states[config.name] = manifest_entry(config, spectrogram, network, out)
@@ -253,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                     ).cpu()
                 )
     if not ranks.main:  # rank 0 fits the temperature, reports and writes
+        log.close()
         distributed.finish(ranks)
         return 0
 
@@ -289,6 +352,15 @@ def main(argv: list[str] | None = None) -> int:
         split, scored.labels.numpy(), log_probs, members, histories, temperature, valid_loss, prior
     )
     write_ensemble(out, manifest, states, report)
+    names = [m.name for m in members]
+    splits = {"validation": valid, **({"test": test} if len(test.labels) else {})}
+    save_predictions(  # each member's log-probabilities, for tools/runs.py build
+        run_dir,
+        {name: (clips.keys, clips.labels.numpy()) for name, clips in splits.items()},
+        {"validation": list(zip(names, valid_log_probs)), "test": list(zip(names, test_log_probs))},
+    )
+    log.ensemble({"valid_log_loss": valid_loss, f"{split}_log_loss": report["ensemble"]["log_loss"]})
+    log.close()
     print(
         f"\nwrote {out}/manifest.json (+{len(states)} state dicts), report.json, confusion.png in "
         f"{(time.perf_counter() - started) / 60:.1f} min. Predict with it: "
@@ -312,6 +384,8 @@ def open_run(args):
 
     try:
         tracks = fma.load_labelled_audio(args.metadata, args.audio, args.labels, args.subset, args.seed)
+        if args.max_tracks is not None:
+            tracks = fma.slice_training(tracks, args.max_tracks, args.seed)
         distributed.claim_local_gpu()
         device, warning = choose_device(args.device)
     except (fma.DataError, DeviceError) as error:
@@ -370,8 +444,9 @@ def member_plans(args) -> list:
     return plan_members(
         args.members,
         args.backbone_members if args.backbone == "musicnn" else 0,
+        architectures=args.architecture,
+        hparams=args.hparams,
         spectrogram=SpectrogramConfig(n_mels=args.n_mels, hop_length=args.hop_length),
-        channels=args.channels,
         chunk_seconds=args.chunk_seconds,
         seed=args.seed,
         lr=args.lr,

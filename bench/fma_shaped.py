@@ -22,7 +22,9 @@ music and runs `train.py --metadata ... --audio ...` on it as a user would:
   - three faulty files (an empty mp3, one truncated to a few frames, a silent one) that training
     must skip and report.
 The dataset lives in --work (default /tmp/fma-shaped-<tracks>x<seconds>s-seed<seed>-v<version>),
-reused by later runs, with train.py's feature cache; training output goes to <work>/weights.
+reused by later runs, with train.py's feature cache; each run goes to <work>/runs/<--run>/ (its
+checkpoints, ensemble and record), so several runs on one dataset can be compared and combined
+with tools/runs.py.
 Arguments after `--` go to train.py and override the CPU-friendly defaults printed at the start.
 Prints the dataset's shape, the test-split scores and the wall and CPU times of each step (CPU
 time, unlike wall time, does not grow when other jobs share the machine) as markdown tables, and
@@ -691,6 +693,9 @@ def parse_args(argv: list[str]):
         help="generating processes (default: usable cores)",
     )
     parser.add_argument("--generate-only", action="store_true", help="write the dataset, do not train")
+    parser.add_argument(
+        "--run", default="run", help="this training run's name: <work>/runs/<run>/ (default run)"
+    )
     args = parser.parse_args(ours)
     if args.tracks < len(GENRES) * Shape.min_tracks:
         parser.error(
@@ -740,12 +745,12 @@ def make_dataset(work: Path, shape: Shape, jobs: int) -> dict:
     }
 
 
-def train(work: Path, train_args: list[str]) -> tuple[dict, dict | None]:
-    """train.py on the work folder's dataset (its feature cache kept there for later runs);
-    returns its timings and its report.json (None if it failed)."""
-    out, run_dir = work / "weights", work / "run"
+def train(work: Path, run: str, train_args: list[str]) -> tuple[dict, dict | None]:
+    """train.py on the work folder's dataset (its feature cache kept there for later runs) into
+    <work>/runs/<run>/; returns its timings and its report.json (None if it failed)."""
+    run_dir = work / "runs" / run
     if run_dir.exists() and "--resume" not in train_args:
-        shutil.rmtree(run_dir)  # this benchmark's own checkpoints from an earlier run
+        shutil.rmtree(run_dir)  # this benchmark's own run of that name, from an earlier time
     command = [
         sys.executable,
         str(REPO / "train.py"),
@@ -753,8 +758,6 @@ def train(work: Path, train_args: list[str]) -> tuple[dict, dict | None]:
         str(work / "fma_metadata"),
         "--audio",
         str(work / "fma_medium"),
-        "--out",
-        str(out),
         "--run-dir",
         str(run_dir),
         "--cache",
@@ -765,15 +768,16 @@ def train(work: Path, train_args: list[str]) -> tuple[dict, dict | None]:
         f"\ntraining: train.py {' '.join(train_args)}  (CPU defaults: {' '.join(CPU_TRAINING)})", flush=True
     )
     cpu_start = children_cpu_s()
-    times = run_train(command, work / "train.log")
+    log = work / "runs" / f"{run}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    times = run_train(command, log)
     times["total_cpu_s"] = children_cpu_s() - cpu_start
     if times["returncode"] != 0:
         print(
-            f"fma_shaped.py: error: train.py exited with {times['returncode']} (log: {work / 'train.log'})",
-            file=sys.stderr,
+            f"fma_shaped.py: error: train.py exited with {times['returncode']} (log: {log})", file=sys.stderr
         )
         return times, None
-    return times, json.loads((out / "report.json").read_text())
+    return times, json.loads((run_dir / "report.json").read_text())
 
 
 def print_results(report: dict, result: dict) -> None:
@@ -824,7 +828,7 @@ def main(argv: list[str]) -> int:
     start = time.perf_counter()
     result |= make_dataset(work, shape, args.jobs)
     if not args.generate_only:
-        times, report = train(work, args.train_args)
+        times, report = train(work, args.run, args.train_args)
         result |= {
             "train_args": args.train_args,
             "train": times,
@@ -833,7 +837,7 @@ def main(argv: list[str]) -> int:
             "end_to_end_cpu_s": children_cpu_s(),
         }
         if report is None:
-            (work / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+            (work / f"bench-{args.run}.json").write_text(json.dumps(result, indent=1) + "\n")
             return 1
         result |= {
             "results": results_table(report)[1],
@@ -844,10 +848,10 @@ def main(argv: list[str]) -> int:
             "faulty_not_skipped": sorted(set(result["faulty"]) - set(times["skipped"])),
         }
         print_results(report, result)
-    (work / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+    (work / f"bench-{args.run}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(
-        f"\nwrote {work / 'bench.json'}"
-        + ("" if args.generate_only else f" (train.py's log: {work / 'train.log'})"),
+        f"\nwrote {work / f'bench-{args.run}.json'}"
+        + ("" if args.generate_only else f" (train.py's log: {work / 'runs' / f'{args.run}.log'})"),
         file=sys.stderr,
     )
     return 0

@@ -14,6 +14,7 @@
 #   throughput  bench/train.py: decode-only vs feature-cache build; one default member's training
 #               crops/s, GPU utilisation, peak GPU memory; projected wall time on FMA-medium
 #   ensemble    train.py's default 3-member ensemble for a few epochs on the FMA-shaped dataset
+#   crnn        the same with --architecture crnn (model/networks/crnn.py): one more row
 #               (GPU-resident features, bf16): test log loss against the prior, temperature
 #   predict     bench/predict.py with that ensemble and with the shipped zero-shot weights:
 #               decode-only vs end to end
@@ -61,7 +62,7 @@ mkdir -p "$OUT" || exit 2
 OUT=$(cd "$OUT" && pwd)
 WORK=${WORK:-/tmp/gpu-check$( ((TINY)) && echo -tiny)}
 mkdir -p "$WORK/steps" || exit 2
-rm -f "$WORK"/steps/* "$WORK"/*.json "$WORK/fma-shaped/bench.json" "$OUT/gpu_check.json"  # no stale figures
+rm -f "$WORK"/steps/* "$WORK"/*.json "$WORK"/fma-shaped/bench-*.json "$OUT/gpu_check.json"  # no stale figures
 exec > >(tee "$OUT/gpu_check.log") 2>&1
 export PYTHONUNBUFFERED=1
 DEADLINE=$((SECONDS + BUDGET))
@@ -136,10 +137,13 @@ step generate 200 "$PY" bench/fma_shaped.py --tracks "$TRACKS" --seconds "$SECON
 step throughput 150 "$PY" bench/train.py --clips "$CLIPS" --train-clips "$TRAIN_CLIPS" --workers "$CORES" \
   --payload "$WORK/payload" --json "$WORK/throughput.json"
 step ensemble 200 "$PY" bench/fma_shaped.py --tracks "$TRACKS" --seconds "$SECONDS_PER_TRACK" --jobs "$CORES" \
-  --work "$DATA" -- "${ENSEMBLE[@]}"
-cp "$DATA/train.log" "$OUT/train.log" 2>/dev/null
+  --work "$DATA" --run ensemble -- "${ENSEMBLE[@]}"
+cp "$DATA/runs/ensemble.log" "$OUT/train.log" 2>/dev/null
+# the second architecture (model/networks/crnn.py), same settings otherwise: one more row
+step crnn 120 "$PY" bench/fma_shaped.py --tracks "$TRACKS" --seconds "$SECONDS_PER_TRACK" --jobs "$CORES" \
+  --work "$DATA" --run crnn -- "${ENSEMBLE[@]}" --architecture crnn
 predict_workers=$((CORES > 2 ? CORES - 1 : CORES))
-step predict_ensemble 90 "$PY" bench/predict.py --clips "$CLIPS" --weights "$DATA/weights" --workers "$predict_workers" \
+step predict_ensemble 90 "$PY" bench/predict.py --clips "$CLIPS" --weights "$DATA/runs/ensemble" --workers "$predict_workers" \
   --payload "$WORK/payload" --rounds 1 --json "$WORK/predict_ensemble.json"
 step predict_shipped 90 "$PY" bench/predict.py --clips "$CLIPS" --weights weights --workers "$predict_workers" \
   --payload "$WORK/payload" --rounds 1 --json "$WORK/predict_shipped.json"
@@ -164,9 +168,10 @@ for path in sorted((work / "steps").iterdir(), key=lambda p: p.stat().st_mtime):
 figures = {"machine": read(work / "machine.json"), "throughput": read(work / "throughput.json"),
            "predict_ensemble": read(work / "predict_ensemble.json"),
            "predict_shipped": read(work / "predict_shipped.json")}
-bench = read(work / "fma-shaped" / "bench.json") or {}
-figures["ensemble"] = {key: bench.get(key) for key in
-                       ("shape", "train_args", "results", "temperature", "prior_log_loss", "train", "verdict")}
+for run in ("ensemble", "crnn"):
+    bench = read(work / "fma-shaped" / f"bench-{run}.json") or {}
+    figures[run] = {key: bench.get(key) for key in
+                    ("shape", "train_args", "results", "temperature", "prior_log_loss", "train", "verdict")}
 result = {"tiny": tiny, "steps": steps, "figures": figures}
 out.write_text(json.dumps(result, indent=1) + "\n")
 print("\n| step | status | seconds |\n|---|---|---|")

@@ -27,9 +27,17 @@ PROBABILITY_FLOOR = 1e-4
 TEMPERATURE_PRIOR_SD = 0.5  # of log T: T within a factor e^0.5 = 1.65 of 1 a priori, at one SD
 
 
-def combine(member_log_probs: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
-    """(members, clips, classes) log-probabilities -> (clips, classes) calibrated log-probabilities."""
-    return torch.log_softmax(member_log_probs.mean(dim=0) / temperature, dim=-1)
+def combine(
+    member_log_probs: Tensor, temperature: float | Tensor = 1.0, weights: Tensor | None = None
+) -> Tensor:
+    """(members, clips, classes) log-probabilities -> (clips, classes) calibrated log-probabilities:
+    their mean (weighted by `weights`, one per member, when given), over T, log-softmaxed."""
+    if weights is None:
+        mean = member_log_probs.mean(dim=0)
+    else:
+        weights = torch.as_tensor(weights, dtype=member_log_probs.dtype, device=member_log_probs.device)
+        mean = torch.tensordot(weights / weights.sum(), member_log_probs, dims=1)
+    return torch.log_softmax(mean / temperature, dim=-1)
 
 
 def floor_probabilities(probs: np.ndarray | Tensor) -> np.ndarray | Tensor:
@@ -40,30 +48,38 @@ def floor_probabilities(probs: np.ndarray | Tensor) -> np.ndarray | Tensor:
     return PROBABILITY_FLOOR + (1.0 - classes * PROBABILITY_FLOOR) * probs
 
 
-def output_probabilities(member_log_probs: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
+def output_probabilities(
+    member_log_probs: Tensor, temperature: float | Tensor = 1.0, weights: Tensor | None = None
+) -> Tensor:
     """(members, clips, classes) -> (clips, classes): exactly the rows predict.py writes."""
-    return floor_probabilities(combine(member_log_probs.double(), temperature).exp())
+    return floor_probabilities(combine(member_log_probs.double(), temperature, weights).exp())
 
 
-def output_log_loss(member_log_probs: Tensor, labels: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
+def output_log_loss(
+    member_log_probs: Tensor, labels: Tensor, temperature: float | Tensor = 1.0, weights: Tensor | None = None
+) -> Tensor:
     """Mean log loss of `output_probabilities` on class-index `labels` (the challenge's metric;
     the floor keeps it inside sklearn's clipping, so the two agree)."""
-    probs = output_probabilities(member_log_probs, temperature)
+    probs = output_probabilities(member_log_probs, temperature, weights)
     return -probs.gather(1, labels.long().to(probs.device)[:, None]).log().mean()
 
 
 def fit_temperature(
-    member_log_probs: Tensor, labels: Tensor, prior_sd: float = TEMPERATURE_PRIOR_SD
+    member_log_probs: Tensor,
+    labels: Tensor,
+    prior_sd: float = TEMPERATURE_PRIOR_SD,
+    weights: Tensor | None = None,
 ) -> float:
     """T maximising the posterior of `output_log_loss`'s likelihood under a normal prior on log T
-    (see the module docstring); member_log_probs (members, n, classes), labels (n,)."""
+    (see the module docstring); member_log_probs (members, n, classes), labels (n,), optional
+    member `weights`."""
     member_log_probs, labels = member_log_probs.double().detach().cpu(), labels.long().cpu()
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = output_log_loss(member_log_probs, labels, log_t.exp()) + (log_t**2).sum() / (
+        loss = output_log_loss(member_log_probs, labels, log_t.exp(), weights) + (log_t**2).sum() / (
             2 * prior_sd**2 * len(labels)
         )
         loss.backward()

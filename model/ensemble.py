@@ -1,14 +1,15 @@
 """The ensemble in memory: waveforms in, calibrated genre log-probabilities out.
 
 `load_ensemble` builds every member's network from the manifest (model/manifest.py) and loads its
-weights. Members built on the same frozen pretrained taggers (the zero-shot member and frozen
-transfer heads: networks with `backbone_key`, `backbone` and `head_from`) share one run of the
-taggers per batch: each chunk goes through the taggers once, then through every such member's head.
+weights. Members built on the same frozen pretrained layers (the zero-shot member and frozen
+transfer heads: networks whose `backbone_key()` is not None, model/networks/base.py) share one run
+of them per batch: each chunk goes through the taggers once, then through every such member's head.
 
 Combining: each member gives per-clip log-probabilities (for a network: log-softmax of its outputs
 averaged over the clip's chunks, at most `max_chunks` of them spread over the clip when set; for
 the zero-shot member after adding the log class prior to its log genre evidence; for a `prior`
-member: the log class prior); `calibration.combine` averages them and applies the temperature, and
+member: the log class prior); `calibration.combine` averages them (weighted by each member's
+`weight`) and applies the temperature, and
 `calibration.floor_probabilities` bounds what one mistake can cost (the rule is written once, in
 model/calibration.py, for prediction and training alike).
 """
@@ -64,11 +65,9 @@ class Ensemble(nn.Module):
         self.config_keys = {config: f"spec{i}" for i, config in enumerate(configs)}
         self.logmels = nn.ModuleDict({key: LogMel(config) for config, key in self.config_keys.items()})
         self.register_buffer("log_prior", torch.tensor(manifest.class_prior).log().float(), persistent=False)
-        self.backbone_keys = {
-            name: network.backbone_key()
-            for name, network in networks.items()
-            if hasattr(network, "backbone_key")
-        }
+        self.backbone_keys = {name: network.backbone_key() for name, network in networks.items()}  # None: own
+        weights = [member.weight for member in manifest.members]
+        self.register_buffer("weights", torch.tensor(weights, dtype=torch.float64), persistent=False)
         self.backend = "torch"
         # ONNX Runtime versions of the networks, by member name or backbone key (model/exported.py)
         self.exported: dict[str, Callable] = {}
@@ -99,7 +98,13 @@ class Ensemble(nn.Module):
         Returns calibrated log-probabilities (clips, classes)."""
         specs = self.spectrograms(waveforms)
         frames = {key: [config.frames(n) for n in lengths] for config, key in self.config_keys.items()}
-        return combine(self.member_log_probs(specs, frames, len(lengths)), self.manifest.temperature)
+        return self.combine(self.member_log_probs(specs, frames, len(lengths)))
+
+    def combine(self, member_log_probs: torch.Tensor) -> torch.Tensor:
+        """(members, clips, classes) -> (clips, classes): the members combined by this ensemble's
+        weights and temperature (`calibration.combine`, the one rule)."""
+        weights = self.weights.to(member_log_probs.dtype)
+        return combine(member_log_probs, self.manifest.temperature, weights)
 
     @_one_torch_thread_when_all_exported
     def spectrograms(self, waveforms: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -171,8 +176,8 @@ def in_slices(network: nn.Module, function, chunks: torch.Tensor, chunks_per_cal
     batch of clips."""
     step = min(
         chunks_per_call,
-        getattr(network, "chunks_per_call", chunks_per_call),
-        getattr(function, "chunks_per_call", chunks_per_call),
+        network.chunks_per_call,
+        getattr(function, "chunks_per_call", chunks_per_call),  # an exported function may set its own
     )
     return [function(chunks[i : i + step]) for i in range(0, len(chunks), step)]
 

@@ -72,7 +72,7 @@ class ExportedFunction:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
         self.module, self.shape, self.outputs = module, tuple(example.shape[1:]), len(outputs)
-        self.chunks_per_call = max(1, min(16, getattr(module, "chunks_per_call", 64) // 2))
+        self.chunks_per_call = max(1, min(16, getattr(module, "chunks_per_call", 64) // 2))  # any nn.Module
 
     def __call__(self, chunks: Tensor) -> Tensor | tuple[Tensor, ...]:
         if tuple(chunks.shape[1:]) != self.shape:
@@ -80,31 +80,6 @@ class ExportedFunction:
         feed = {"chunks": np.ascontiguousarray(chunks.detach().cpu().float().numpy())}
         results = tuple(torch.from_numpy(r) for r in self.session.run(None, feed))
         return results[0] if self.outputs == 1 else results
-
-
-class _Taggers(nn.Module):
-    """The part of a musicnn member that runs its frozen taggers (see MusicnnPair.taggers)."""
-
-    def __init__(self, network: nn.Module):
-        super().__init__()
-        self.network = network
-        self.chunks_per_call = network.chunks_per_call
-
-    def forward(self, chunks: Tensor) -> tuple[Tensor, Tensor]:
-        return self.network.taggers(chunks)
-
-
-def _exported_backbone(network: nn.Module, example: Tensor, threads: int) -> Callable:
-    """`network.backbone` with its taggers on ONNX Runtime and the speech cue in torch."""
-    from .speech import pause_fraction
-
-    taggers = ExportedFunction(_Taggers(network), example, ["tags", "embedding"], threads)
-
-    def backbone(chunks: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return (*taggers(chunks), pause_fraction(chunks))
-
-    backbone.chunks_per_call = taggers.chunks_per_call
-    return backbone
 
 
 def export_networks(ensemble, threads: int) -> dict[str, Callable]:
@@ -121,8 +96,8 @@ def export_networks(ensemble, threads: int) -> dict[str, Callable]:
         try:
             if key is None:
                 exported[member.name] = ExportedFunction(network, example, ["logits"], threads)
-            elif key not in exported:
-                exported[key] = _exported_backbone(network, example, threads)
+            elif key not in exported:  # shared frozen layers: the network says how to export them
+                exported[key] = network.export_backbone(example, threads)
         except Exception as error:  # an operator the exporter or the runtime lacks: stay on torch
             reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
             warnings.warn(

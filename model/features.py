@@ -82,9 +82,10 @@ class ClipSet:
     offsets: torch.Tensor  # (clips,) int64, first frame in the store
     frames: torch.Tensor  # (clips,) int64
     labels: torch.Tensor  # (clips,) int64 class index
+    keys: tuple[str, ...] = ()  # the tracks' keys (model/fma.py), in the same order
 
     def to(self, device: torch.device) -> ClipSet:
-        return ClipSet(self.offsets.to(device), self.frames.to(device), self.labels.to(device))
+        return ClipSet(self.offsets.to(device), self.frames.to(device), self.labels.to(device), self.keys)
 
 
 class FeatureStore:
@@ -169,9 +170,10 @@ class TrainingData:
             located = usable.merge(caches[config].ok()[["key", "offset", "frames"]], on="key")
             splits[config] = {
                 split: ClipSet(  # to_numpy(int64): an empty split is an empty tensor, not object dtype
-                    torch.from_numpy(rows["offset"].to_numpy(np.int64)),
-                    torch.from_numpy(rows["frames"].to_numpy(np.int64)),
-                    torch.from_numpy(rows["genre"].map(label_of).to_numpy(np.int64)),
+                    torch.tensor(rows["offset"].to_numpy(np.int64)),
+                    torch.tensor(rows["frames"].to_numpy(np.int64)),
+                    torch.tensor(rows["genre"].map(label_of).to_numpy(np.int64)),
+                    tuple(rows["key"]),
                 )
                 for split, rows in ((s, located[located["split"] == s]) for s in SPLITS)
             }

@@ -179,6 +179,28 @@ def stratified_split(table: pd.DataFrame, seed: int, fractions=(0.8, 0.1, 0.1)) 
     return table.assign(split=split.values).reset_index(drop=True)
 
 
+def slice_training(table: pd.DataFrame, tracks: int, seed: int = 0) -> pd.DataFrame:
+    """`table` with its training split cut to `tracks` tracks, drawn per genre in proportion to
+    its count (each genre present keeps at least one) with `seed`; validation and test unchanged,
+    so scores stay comparable with a full run's."""
+    training = table[table["split"] == "training"]
+    if tracks >= len(training):
+        return table
+    rng = np.random.default_rng(seed)
+    counts = training["genre"].value_counts()
+    share = counts * tracks / len(training)
+    quota = np.floor(share).clip(lower=1).astype(int)  # then the rest to the largest remainders
+    for genre in (share - np.floor(share)).sort_values(ascending=False, kind="stable").index:
+        if quota.sum() >= tracks:
+            break
+        quota[genre] += 1
+    kept = []
+    for genre, rows in training.groupby("genre"):
+        kept += list(rng.permutation(rows.index.to_numpy())[: quota[genre]])
+    keep = table.index.isin(kept) | (table["split"] != "training")
+    return table[keep].reset_index(drop=True)
+
+
 def _read_csv(path: str | Path, columns: tuple[str, ...], **read_options) -> pd.DataFrame:
     if not Path(path).is_file():
         raise DataError(f"labels file {path} not found")

@@ -8,11 +8,12 @@ musicnn head: 0.4 MB instead of 6.8 MB with its own copy of the taggers).
 It also holds the class list, the calibration temperature and the training class prior, so
 prediction rebuilds exactly what training used, and nothing else needs shipping.
 
-Member kinds, which follow from the architecture (`networks.ARCHITECTURE_KINDS`; the file states
-the kind for a reader's sake and the parser checks it): `prior` (no architecture: the class prior,
-no audio needed), `cnn` (a network trained here from scratch), `zero_shot` (the pretrained musicnn
-taggers read through a fixed tag -> genre table, never fitted on FMA) and `transfer` (a genre head
-trained here on the pretrained taggers' embedding).
+Member kinds, which follow from the architecture (its registration in model/networks/; the file
+states the kind for a reader's sake and the parser checks it): `prior` (no architecture: the class
+prior, no audio needed), `cnn` (a network trained here from scratch), `zero_shot` (the pretrained
+musicnn taggers read through a fixed tag -> genre table, never fitted on FMA) and `transfer` (a
+genre head trained here on the pretrained taggers' embedding). A member's `weight` (default 1) is
+its share in the ensemble's weighted mean (tools/runs.py build picks members with replacement).
 
 Everything is validated on load with a one-line `ManifestError` naming the file and the field.
 `save_ensemble` writes the state dicts under content-addressed names first and the manifest last
@@ -33,7 +34,7 @@ import torch
 
 from .atomic import write_atomic
 from .genres import GENRES
-from .networks import ARCHITECTURE_KINDS, ARCHITECTURES, REQUIRED_SPECTROGRAMS
+from .networks import get_architecture
 from .spectrogram import SpectrogramConfig
 
 MANIFEST = "manifest.json"
@@ -58,15 +59,17 @@ class MemberSpec:
     max_chunks: int | None = None  # chunks scored per clip, spread evenly; None: cover the clip
     base_state_dict: str | None = None  # frozen pretrained weights loaded before `state_dict`
     base_sha256: str | None = None
+    weight: float = 1.0  # this member's share in the ensemble's weighted mean
 
     @property
     def kind(self) -> str:
         """One of MEMBER_KINDS, as the architecture implies (see the module docstring)."""
-        return "prior" if self.architecture is None else ARCHITECTURE_KINDS[self.architecture]
+        return "prior" if self.architecture is None else get_architecture(self.architecture).kind
 
     def to_json(self) -> dict:
+        weight = {} if self.weight == 1.0 else {"weight": self.weight}
         if self.kind == "prior":
-            return {"name": self.name, "kind": self.kind}
+            return {"name": self.name, "kind": self.kind, **weight}
         base = (
             {"base_state_dict": self.base_state_dict, "base_sha256": self.base_sha256}
             if self.base_state_dict
@@ -83,6 +86,7 @@ class MemberSpec:
             "chunk_seconds": self.chunk_seconds,
             "max_chunks": self.max_chunks,
             **base,
+            **weight,
         }
 
 
@@ -201,23 +205,26 @@ def _parse_member(data: object, index: int, sample_rate: int, fail) -> MemberSpe
     where = f"member {name!r}"
     if kind not in (*MEMBER_KINDS, None) or (kind is None and "architecture" not in data):
         raise fail(f"{where}: kind must be one of {MEMBER_KINDS}, got {kind!r}")
+    weight = data.get("weight", 1.0)
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 < weight < math.inf:
+        raise fail(f"{where}: weight must be a positive number, got {weight!r}")
     if kind == "prior":
-        return MemberSpec(name=name)
+        return MemberSpec(name=name, weight=float(weight))
     for key in ("architecture", "hparams", "state_dict", "sha256", "spectrogram", "chunk_seconds"):
         if key not in data:
             raise fail(f"{where}: missing key {key!r}")
     architecture = data["architecture"]
-    if architecture not in ARCHITECTURES:
-        raise fail(f"{where}: unknown architecture {architecture!r} (known: {', '.join(ARCHITECTURES)})")
-    if kind is not None and ARCHITECTURE_KINDS[architecture] != kind:
-        raise fail(
-            f"{where}: architecture {architecture} is of kind {ARCHITECTURE_KINDS[architecture]!r}, not {kind!r}"
-        )
+    try:
+        registered = get_architecture(architecture)
+    except ValueError as error:
+        raise fail(f"{where}: {error}") from None
+    if kind is not None and registered.kind != kind:
+        raise fail(f"{where}: architecture {architecture} is of kind {registered.kind!r}, not {kind!r}")
     try:
         spectrogram = SpectrogramConfig(**data["spectrogram"])
     except (TypeError, ValueError) as error:
         raise fail(f"{where}: bad spectrogram config: {error}") from None
-    required = REQUIRED_SPECTROGRAMS.get(architecture)
+    required = registered.spectrogram
     if required is not None and spectrogram != required:
         raise fail(
             f"{where}: {architecture} was pretrained on the spectrogram {required.to_dict()}, "
@@ -254,6 +261,7 @@ def _parse_member(data: object, index: int, sample_rate: int, fail) -> MemberSpe
         max_chunks=max_chunks,
         base_state_dict=base_path,
         base_sha256=str(data["base_sha256"]) if base_path else None,
+        weight=float(weight),
     )
 
 
@@ -329,10 +337,16 @@ def save_ensemble(
 def copy_ensemble(source: str | os.PathLike, target: str | os.PathLike) -> Manifest:
     """The ensemble in `source` written to `target` as `save_ensemble` writes (atomically, the
     manifest last), with the pretrained weights its members name; the same files either side."""
-    source, target = Path(source), Path(target)
     manifest = load_manifest(source)
-    states = {}
+    return assemble_ensemble(target, manifest, {member.name: Path(source) for member in manifest.members})
+
+
+def assemble_ensemble(target: str | os.PathLike, manifest: Manifest, sources: dict[str, Path]) -> Manifest:
+    """`manifest` written to `target` with each member's files read from its folder in `sources`
+    (the ensemble folder its spec came from): members of several runs in one ensemble."""
+    target, states = Path(target), {}
     for member in manifest.members:
+        source = sources[member.name]
         shared = [member.base_state_dict] + [member.state_dict] * ("/" in (member.state_dict or ""))
         for relative in filter(None, shared):  # pretrained weights in their own folder (musicnn/)
             place_base_weights(target, source / relative)

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .networks.base import GenreNetwork
 from .spectrogram import SpectrogramConfig
 from .speech import pause_fraction
 
@@ -253,9 +255,10 @@ class MusicnnTagger(nn.Module):
         return self.output(self.dropout(embedding)), embedding
 
 
-class MusicnnPair(nn.Module):
+class MusicnnPair(GenreNetwork):
     """The MSD and the MTT tagger side by side: 100 tag logits (`PAIR_TAGS` order) and a
-    400-dimensional embedding per chunk."""
+    400-dimensional embedding per chunk. The genre networks on them (`MusicnnTransfer`,
+    `zero_shot.MusicnnZeroShot`) share the frozen pair between members (`backbone_key`)."""
 
     chunks_per_call = 16  # the front end's maps are ~14 MB per chunk: bound the peak memory
 
@@ -289,6 +292,30 @@ class MusicnnPair(nn.Module):
                 digest.update(name.encode())
                 digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()
+
+    def export_backbone(self, example: Tensor, threads: int) -> Callable:
+        """`backbone` with the taggers on ONNX Runtime (model/exported.py) and the speech cue in torch."""
+        from .exported import ExportedFunction
+
+        taggers = ExportedFunction(_Taggers(self), example, ["tags", "embedding"], threads)
+
+        def backbone(chunks: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            return (*taggers(chunks), pause_fraction(chunks))
+
+        backbone.chunks_per_call = taggers.chunks_per_call
+        return backbone
+
+
+class _Taggers(nn.Module):
+    """The part of a pair that runs its taggers, as a module of its own for the exporter."""
+
+    def __init__(self, network: MusicnnPair):
+        super().__init__()
+        self.network = network
+        self.chunks_per_call = network.chunks_per_call
+
+    def forward(self, chunks: Tensor) -> tuple[Tensor, Tensor]:
+        return self.network.taggers(chunks)
 
 
 def check_input(n_mels: int) -> None:
@@ -345,6 +372,9 @@ class MusicnnTransfer(MusicnnPair):
 
     def head_from(self, tag_logits: Tensor, embedding: Tensor, pauses: Tensor | None = None) -> Tensor:
         return self.head(embedding)
+
+    def output_layer(self) -> nn.Linear:
+        return self.head[-1]
 
     def parameter_groups(self) -> list[dict]:
         """Optimizer groups: the taggers (when fine-tuned) learn 10x slower than the head."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .calibration import combine, floor_probabilities
+from .calibration import floor_probabilities
 from .ensemble import Ensemble
 from .spectrogram import SpectrogramConfig
 
@@ -82,9 +82,7 @@ def segment_probabilities(
     stretches, frames = {}, {}
     for key, config in configs.items():
         stretches[key], frames[key] = _stretches(specs[key][0], config, starts, window)
-    log_probs = combine(
-        ensemble.member_log_probs(stretches, frames, len(starts)), ensemble.manifest.temperature
-    )
+    log_probs = ensemble.combine(ensemble.member_log_probs(stretches, frames, len(starts)))
     probabilities = floor_probabilities(log_probs.double().exp().cpu().numpy())
     return starts, ends, probabilities
 

@@ -41,6 +41,7 @@ import io
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,15 +50,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atomic import write_atomic
-from .calibration import output_log_loss
+from .calibration import output_log_loss, output_probabilities
 from .chunking import make_chunks
 from .distributed import SINGLE, Ranks, broadcast, check_identical, data_parallel, gather_rows, share_buffers
 from .ensemble import clip_logits
 from .features import ClipSet, FeatureStore
 from .genres import GENRES
 from .manifest import MemberSpec, place_base_weights
+from .metrics import expected_calibration_error
 from .musicnn import MUSICNN_CHUNK_SECONDS, MUSICNN_SPECTROGRAM
-from .networks import build_network
+from .networks import GenreNetwork, build_network, get_architecture, resolve_hparams
 from .spectrogram import SpectrogramConfig, compress, to_power
 
 
@@ -89,8 +91,9 @@ def plan_members(
     cnns: int,
     heads: int,
     *,
+    architectures: list[str],
+    hparams: dict,
     spectrogram: SpectrogramConfig,
-    channels: list[int],
     chunk_seconds: list[float],
     seed: int,
     lr: float,
@@ -100,40 +103,38 @@ def plan_members(
     backbone_weights: str,
     **common,
 ) -> list[tuple[MemberConfig, SpectrogramConfig]]:
-    """The members train.py fits, each with the spectrogram it reads: `cnns` CNNs that differ by
-    seed and crop length (cycling through `chunk_seconds`), then `heads` genre heads on the
-    pretrained musicnn taggers. `common`: the MemberConfig fields all members share."""
-    plans = [
-        (
-            MemberConfig(
-                name=f"cnn{i}",
-                hparams={"channels": channels, "dropout": 0.3},
-                chunk_seconds=chunk_seconds[i % len(chunk_seconds)],
-                seed=seed + i,
-                lr=lr,
-                **common,
-            ),
-            spectrogram,
+    """The members train.py fits, each with the spectrogram it reads: `cnns` networks trained from
+    scratch that differ by seed, architecture and crop length (cycling through `architectures` and
+    `chunk_seconds`; an architecture bound to one spectrogram or chunk length gets it), each with
+    its registered default hyper-parameters updated by `hparams`; then `heads` genre heads on the
+    pretrained musicnn taggers. `common`: the MemberConfig fields all members share. Raises
+    ValueError naming an unknown architecture or hyper-parameter."""
+    plans = []
+    for i in range(cnns):
+        architecture = get_architecture(architectures[i % len(architectures)])
+        member = MemberConfig(
+            name=f"cnn{i}",
+            architecture=architecture.name,
+            hparams=resolve_hparams(architecture.name, hparams),
+            chunk_seconds=architecture.chunk_seconds or chunk_seconds[i % len(chunk_seconds)],
+            seed=seed + i,
+            lr=lr,
+            **common,
         )
-        for i in range(cnns)
-    ]
-    plans += [
-        (
-            MemberConfig(
-                name=f"musicnn{j}",
-                architecture="musicnn_transfer",
-                hparams={"hidden": 256, "dropout": 0.5, "fine_tune": fine_tune},
-                chunk_seconds=MUSICNN_CHUNK_SECONDS,
-                seed=seed + 1000 + j,
-                lr=head_lr,
-                max_chunks=max_chunks,
-                backbone_weights=str(Path(backbone_weights).resolve()),
-                **common,
-            ),
-            MUSICNN_SPECTROGRAM,
+        plans.append((member, architecture.spectrogram or spectrogram))
+    for j in range(heads):
+        member = MemberConfig(
+            name=f"musicnn{j}",
+            architecture="musicnn_transfer",
+            hparams=resolve_hparams("musicnn_transfer", {"fine_tune": fine_tune}),
+            chunk_seconds=MUSICNN_CHUNK_SECONDS,
+            seed=seed + 1000 + j,
+            lr=head_lr,
+            max_chunks=max_chunks,
+            backbone_weights=str(Path(backbone_weights).resolve()),
+            **common,
         )
-        for j in range(heads)
-    ]
+        plans.append((member, MUSICNN_SPECTROGRAM))
     return plans
 
 
@@ -171,10 +172,13 @@ def train_member(
     chunk_frames: int,
     checkpoint: Path,
     ranks: Ranks = SINGLE,
+    on_epoch: Callable[[str, dict, int], None] | None = None,
 ) -> tuple[nn.Module, list[dict]]:
     """Train (or resume) one member on `chunk`-frame crops; returns the best network, bias-
     corrected (its outputs are what validation scored), and its history. Under torchrun every
-    rank calls this and gets the same network; only rank 0 writes the checkpoint."""
+    rank calls this and gets the same network; only rank 0 writes the checkpoint. `on_epoch`
+    (member name, the epoch's history entry with its per-step losses and learning rates, steps
+    per epoch) is called after each epoch's checkpoint, on rank 0: the run's record."""
     device = store.device
     if config.batch_size % ranks.world:
         raise ValueError(f"--batch-size {config.batch_size} must be a multiple of the {ranks.world} ranks")
@@ -189,11 +193,7 @@ def train_member(
         if unexpected or any(not key.startswith("head.") for key in missing):
             raise ValueError(f"{config.backbone_weights} does not fit {config.architecture}")
     network = network.to(device)
-    groups = (
-        network.parameter_groups()
-        if hasattr(network, "parameter_groups")
-        else [{"params": list(network.parameters()), "lr_scale": 1.0}]
-    )
+    groups = network.parameter_groups()
     optimizer = torch.optim.AdamW(
         groups, lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda"
     )
@@ -232,7 +232,7 @@ def train_member(
         torch.manual_seed(config.seed * 100_003 + epoch + 7_919 * ranks.rank)
         sampler = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         network.train()
-        start, losses = time.perf_counter(), []
+        start, losses, lrs = time.perf_counter(), [], []
         draws = (steps_per_epoch, config.batch_size)
         epoch_which = (
             torch.multinomial(sampling_weights, math.prod(draws), replacement=True, generator=sampler)
@@ -246,6 +246,7 @@ def train_member(
                 group["lr"] = (
                     learning_rate(global_step, config.lr, warmup_steps, total_steps) * group["lr_scale"]
                 )
+            lrs.append(optimizer.param_groups[0]["lr"])
             which = epoch_which[step]
             room = (train_here.frames[which] - chunk_frames).clamp_min(0) + 1
             starts = (epoch_uniform[step] * room).long()
@@ -258,7 +259,8 @@ def train_member(
             loss.backward()
             optimizer.step()
             losses.append(loss.detach())
-        train_loss = torch.stack(losses).mean().item()  # one sync per epoch, not per step (rank 0's)
+        step_losses = torch.stack(losses).tolist()  # one sync per epoch, not per step (rank 0's)
+        train_loss = sum(step_losses) / len(step_losses)
         train_seconds = time.perf_counter() - start
         settle_batch_norm(
             network, store, train_here, chunk_frames, config, seed=config.seed * 100_003 + epoch
@@ -269,6 +271,8 @@ def train_member(
         )
         # rank 0's verdict: every rank then takes the same best epoch and stops at the same one
         valid_loss = broadcast(output_log_loss(log_probs[None], valid.labels).item(), ranks)
+        rows = output_probabilities(log_probs[None].cpu()).numpy()  # what predict.py would write
+        truth = valid.labels.cpu().numpy()
         if valid_loss < state["best_loss"]:
             state.update(best_loss=valid_loss, best_epoch=epoch, best_state=_cpu_copy(network.state_dict()))
         state["epoch"] = epoch
@@ -277,6 +281,8 @@ def train_member(
                 "epoch": epoch,
                 "train_loss": train_loss,
                 "valid_loss": valid_loss,
+                "valid_accuracy": float((rows.argmax(axis=1) == truth).mean()),
+                "valid_ece": expected_calibration_error(truth, rows),
                 "lr": optimizer.param_groups[0]["lr"],
                 "train_seconds": train_seconds,
                 "seconds": time.perf_counter() - start,
@@ -290,6 +296,12 @@ def train_member(
                 file=sys.stderr,
             )
             _save_checkpoint(checkpoint, config, network, optimizer, state)
+            if on_epoch is not None:
+                on_epoch(
+                    config.name,
+                    {**state["history"][-1], "step_losses": step_losses, "step_lrs": lrs},
+                    steps_per_epoch,
+                )
 
     network.load_state_dict(state["best_state"])
     correct_output_bias(network, correction)
@@ -430,11 +442,10 @@ def predict_clips(
     return gather_rows(torch.cat(out), len(clips.labels), ranks)
 
 
-def correct_output_bias(network: nn.Module, log_ratio: torch.Tensor) -> None:
-    """Add log(p/q) to the bias of the network's last Linear layer (see the module docstring)."""
-    last = [m for m in network.modules() if isinstance(m, nn.Linear)][-1]
+def correct_output_bias(network: GenreNetwork, log_ratio: torch.Tensor) -> None:
+    """Add log(p/q) to the bias of the network's output layer (see the module docstring)."""
     with torch.no_grad():
-        last.bias += log_ratio.to(last.bias)
+        network.output_layer().bias += log_ratio.to(network.output_layer().bias)
 
 
 def _cpu_copy(state: dict) -> dict:

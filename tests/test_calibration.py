@@ -17,7 +17,7 @@ from model.calibration import (
 from model.features import ClipSet, FeatureStore
 from model.genres import GENRES
 from model.metrics import log_loss
-from model.networks import build_network
+from model.networks import GenreNetwork, build_network
 from model.training import (
     MemberConfig,
     class_prior,
@@ -50,6 +50,20 @@ def bayes_log_probs(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+class LinearNetwork(GenreNetwork):
+    """A linear model of 2-D points, as a network the bias correction can be applied to."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, len(GENRES))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+    def output_layer(self) -> nn.Linear:
+        return self.linear
+
+
 def test_sqrt_balanced_sampling_and_the_bias_correction_give_calibrated_probabilities():
     generator = torch.Generator().manual_seed(0)
     x, labels = gaussian_classes(20_000, generator)
@@ -58,7 +72,7 @@ def test_sqrt_balanced_sampling_and_the_bias_correction_give_calibrated_probabil
     assert torch.allclose(present_q, PRIOR.sqrt() / PRIOR.sqrt().sum(), atol=0.01)  # ∝ sqrt(count)
 
     torch.manual_seed(0)
-    model = nn.Linear(2, len(GENRES))
+    model = LinearNetwork()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     draws = torch.multinomial(weights, 600 * 1024, replacement=True, generator=generator).view(600, 1024)
     for step, which in enumerate(draws):  # trained on draws from the balanced sampling, as in training

@@ -99,7 +99,10 @@ def edit_manifest(weights, change):
         (lambda d: d.pop("members"), "missing key.*members"),
         (lambda d: d["members"][0].update(state_dict="gone.pt"), "gone.pt is missing"),
         (lambda d: d["members"][0].update(sha256="0" * 64), "SHA-256 is"),
-        (lambda d: d["members"][0].update(hparams={"channels": [4, 8], "depth": 3}), "bad hyper-parameters"),
+        (
+            lambda d: d["members"][0].update(hparams={"channels": [4, 8], "depth": 3}),
+            "short_chunk_resnet takes no hyper-parameter 'depth'; it takes channels, dropout",
+        ),
         (
             lambda d: d["members"][0].update(base_state_dict="/etc/base.pt", base_sha256="0"),
             "base_state_dict must be a path inside",

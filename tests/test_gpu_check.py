@@ -18,6 +18,7 @@ STEPS = [
     "generate",
     "throughput",
     "ensemble",
+    "crnn",
     "predict_ensemble",
     "predict_shipped",
     "cuda_tests",
@@ -59,6 +60,8 @@ def test_tiny_run_completes_every_step_and_writes_its_figures(tmp_path):
     rows = {row["model"]: row for row in ensemble["results"]}
     assert {"cnn0", "cnn1", "cnn2", "ensemble, T=1", "class prior"} <= set(rows)
     assert all(math.isfinite(row["log_loss"]) for row in rows.values())
+    crnn = {row["model"]: row for row in figures["crnn"]["results"]}  # the second architecture's row
+    assert {"cnn0", "ensemble, T=1"} <= set(crnn) and "--architecture" in figures["crnn"]["train_args"]
     log = (out / "gpu_check.log").read_text()
     assert "2 skipped" in log  # the CUDA-only tests were found (and skipped without a GPU)
     assert (out / "train.log").stat().st_size > 0
