@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .calibration import combine, floor_probabilities
+from .calibration import combine, output_probabilities
 from .chunking import make_chunks, mean_by_owner
 from .genres import GENRES
 from .manifest import Manifest, ManifestError, load_manifest
 from .networks import build_network
-from .spectrogram import LogMel
+from .spectrogram import LogMel, SpectrogramConfig
 
 
 def _one_torch_thread_when_all_exported(method: Callable) -> Callable:
@@ -62,8 +62,8 @@ class Ensemble(nn.Module):
         self.manifest = manifest
         self.networks = nn.ModuleDict(networks)
         configs = sorted({m.spectrogram for m in manifest.members if m.kind != "prior"}, key=repr)
-        self.config_keys = {config: f"spec{i}" for i, config in enumerate(configs)}
-        self.logmels = nn.ModuleDict({key: LogMel(config) for config, key in self.config_keys.items()})
+        self.configs = tuple(configs)  # the spectrograms the members read, each computed once
+        self.logmels = nn.ModuleList([LogMel(config) for config in configs])
         self.register_buffer("log_prior", torch.tensor(manifest.class_prior).log().float(), persistent=False)
         self.backbone_keys = {name: network.backbone_key() for name, network in networks.items()}  # None: own
         weights = [member.weight for member in manifest.members]
@@ -95,29 +95,40 @@ class Ensemble(nn.Module):
 
     def forward(self, waveforms: torch.Tensor, lengths: list[int]) -> torch.Tensor:
         """waveforms: (clips, samples) zero-padded; lengths: valid samples per clip.
-        Returns calibrated log-probabilities (clips, classes)."""
-        specs = self.spectrograms(waveforms)
-        frames = {key: [config.frames(n) for n in lengths] for config, key in self.config_keys.items()}
-        return self.combine(self.member_log_probs(specs, frames, len(lengths)))
+        Returns calibrated log-probabilities (clips, classes), before the floor."""
+        specs, frames = self.spectrograms(waveforms), self.frames(lengths)
+        return combine(self.member_log_probs(specs, frames, len(lengths)), *self._rule())
 
-    def combine(self, member_log_probs: torch.Tensor) -> torch.Tensor:
-        """(members, clips, classes) -> (clips, classes): the members combined by this ensemble's
-        weights and temperature (`calibration.combine`, the one rule)."""
-        weights = self.weights.to(member_log_probs.dtype)
-        return combine(member_log_probs, self.manifest.temperature, weights)
+    @torch.inference_mode()
+    def probabilities(self, waveforms: torch.Tensor, lengths: list[int]) -> np.ndarray:
+        """The rows predict.py writes for these clips (`forward` through the one rule, floored)."""
+        return self.rows(self.spectrograms(waveforms), self.frames(lengths), len(lengths))
+
+    @torch.inference_mode()
+    def rows(self, specs: dict, frames: dict, clips: int) -> np.ndarray:
+        """(clips, classes) float64 rows for clips given as log-mels by spectrogram config (all of
+        `spectrograms`, or stretches of them: model/segments.py): every member's log-probabilities
+        through `calibration.output_probabilities` with this ensemble's temperature and weights."""
+        member_log_probs = self.member_log_probs(specs, frames, clips)
+        return output_probabilities(member_log_probs.cpu(), *self._rule()).numpy()
+
+    def _rule(self) -> tuple[float, torch.Tensor]:
+        return self.manifest.temperature, self.weights.cpu()
+
+    def frames(self, lengths: list[int]) -> dict[SpectrogramConfig, list[int]]:
+        """Each spectrogram config's valid frames for clips of `lengths` samples."""
+        return {config: [config.frames(n) for n in lengths] for config in self.configs}
 
     @_one_torch_thread_when_all_exported
-    def spectrograms(self, waveforms: torch.Tensor) -> dict[str, torch.Tensor]:
+    def spectrograms(self, waveforms: torch.Tensor) -> dict[SpectrogramConfig, torch.Tensor]:
         """(clips, samples) -> each spectrogram config's log-mel (clips, mels, frames), once per config."""
-        return {key: logmel(waveforms) for key, logmel in self.logmels.items()}
+        return {config: logmel(waveforms) for config, logmel in zip(self.configs, self.logmels)}
 
     @_one_torch_thread_when_all_exported
-    def member_log_probs(
-        self, specs: dict[str, torch.Tensor], frames: dict[str, list[int]], clips: int
-    ) -> torch.Tensor:
+    def member_log_probs(self, specs: dict, frames: dict, clips: int) -> torch.Tensor:
         """Each member's log-probabilities (members, clips, classes) for clips given as log-mels
         (`spectrograms`' output, or stretches of it: model/segments.py) with their valid frames."""
-        chunk_cache: dict[tuple[str, int, int | None], tuple[torch.Tensor, torch.Tensor]] = {}
+        chunk_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         backbone_cache: dict[tuple, tuple[torch.Tensor, ...]] = {}  # shared frozen taggers' outputs
         member_log_probs = []
         for member in self.manifest.members:
@@ -125,11 +136,7 @@ class Ensemble(nn.Module):
                 member_log_probs.append(self.log_prior.expand(clips, -1))
                 continue
             config = member.spectrogram
-            chunk_key = (
-                self.config_keys[config],
-                config.seconds_to_frames(member.chunk_seconds),
-                member.max_chunks,
-            )
+            chunk_key = (config, config.seconds_to_frames(member.chunk_seconds), member.max_chunks)
             if chunk_key not in chunk_cache:
                 chunk_cache[chunk_key] = make_chunks(
                     specs[chunk_key[0]], frames[chunk_key[0]], *chunk_key[1:]
@@ -150,8 +157,8 @@ class Ensemble(nn.Module):
         return torch.stack(member_log_probs)
 
     def fallback_probabilities(self) -> np.ndarray:
-        """The row for a clip without usable audio: the training class prior, floored."""
-        return floor_probabilities(self.log_prior.exp().cpu().numpy()[None])[0]
+        """The row for a clip without usable audio: the training class prior, through the same rule."""
+        return output_probabilities(self.log_prior.cpu()[None, None])[0].numpy()
 
 
 def clip_logits(

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from .audio import Decoded, DecodeError, decode_many, unusable_reason
-from .calibration import floor_probabilities
 from .ensemble import Ensemble
 from .segments import segment_probabilities
 
@@ -164,14 +163,13 @@ def _groups_by_length(lengths: list[int], budget: int) -> list[list[int]]:
     return groups
 
 
-@torch.inference_mode()
 def _probabilities(ensemble: Ensemble, clips: list[Decoded]) -> np.ndarray:
+    """The clips zero-padded into one batch on the device: their rows (`Ensemble.probabilities`)."""
     lengths = [len(decoded.audio) for decoded in clips]
     waveforms = torch.zeros(len(clips), max(lengths))
     for row, decoded in enumerate(clips):
         waveforms[row, : lengths[row]] = torch.from_numpy(decoded.audio)
-    log_probs = ensemble(waveforms.to(ensemble.device, non_blocking=True), lengths)
-    return floor_probabilities(log_probs.double().exp().cpu().numpy())
+    return ensemble.probabilities(waveforms.to(ensemble.device, non_blocking=True), lengths)
 
 
 def _release_device_memory(device: torch.device) -> None:

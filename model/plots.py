@@ -12,10 +12,10 @@ def log_mel_figure(model, audio: np.ndarray, title: str = ""):
     import matplotlib.pyplot as plt
 
     ensemble = model.ensemble
-    config, key = next(iter(ensemble.config_keys.items()))
     with torch.inference_mode():
         waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(ensemble.device)
-        spec = ensemble.spectrograms(waveform)[key][0].float().cpu().numpy()
+        config, spec = next(iter(ensemble.spectrograms(waveform).items()))
+        spec = spec[0].float().cpu().numpy()
     figure, axis = plt.subplots(figsize=(9, 3), layout="constrained")
     seconds = len(audio) / model.sample_rate
     image = axis.imshow(

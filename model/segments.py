@@ -4,9 +4,9 @@ A segment is a window of the clip (by default as long as the longest chunk any m
 every member sees at least one whole chunk) every `hop` seconds (default: the window length), the
 last one ending at the clip's end. Each member scores the stretch of the clip's own log-mel that
 the segment covers exactly as it scores a whole clip (its chunk length, its chunking), and the
-members are combined with the ensemble's rule and temperature, then floored
-(`calibration.combine`, `floor_probabilities`): a segment row is what predict.py would write for
-that stretch heard alone, without the spectrogram's edge effects of cutting the audio.
+rows come out of the ensemble's one path from member log-probabilities to rows (`Ensemble.rows`:
+its weights, temperature and floor): a segment row is what predict.py would write for that stretch
+heard alone, without the spectrogram's edge effects of cutting the audio.
 
 How segment rows relate to the clip's row: a clip's member logits are the mean of its chunks'
 logits, and the rule averages log-probabilities, so when every member's chunks of the clip are
@@ -21,7 +21,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .calibration import floor_probabilities
 from .ensemble import Ensemble
 from .spectrogram import SpectrogramConfig
 
@@ -59,13 +58,12 @@ def segment_probabilities(
     duration = samples / rate
     waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(ensemble.device)
     specs = ensemble.spectrograms(waveform)
-    configs = {key: config for config, key in ensemble.config_keys.items()}
 
     # The grid is laid on the frames of the config with the longest chunk; the others follow in seconds.
     reference = next(
         (m.spectrogram for m in ensemble.manifest.members if m.kind != "prior" and m.chunk_seconds == window),
         None,
-    ) or next(iter(configs.values()), None)
+    ) or next(iter(specs), None)
     if reference is None:  # prior-only: no spectrogram, a plain grid in seconds
         starts = (
             np.array(window_starts(max(1, round(duration * 1000)), round(window * 1000), round(hop * 1000)))
@@ -80,11 +78,9 @@ def segment_probabilities(
     ends = np.minimum(starts + window, duration)
 
     stretches, frames = {}, {}
-    for key, config in configs.items():
-        stretches[key], frames[key] = _stretches(specs[key][0], config, starts, window)
-    log_probs = ensemble.combine(ensemble.member_log_probs(stretches, frames, len(starts)))
-    probabilities = floor_probabilities(log_probs.double().exp().cpu().numpy())
-    return starts, ends, probabilities
+    for config, spec in specs.items():
+        stretches[config], frames[config] = _stretches(spec[0], config, starts, window)
+    return starts, ends, ensemble.rows(stretches, frames, len(starts))
 
 
 def _stretches(

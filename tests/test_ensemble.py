@@ -13,6 +13,7 @@ from model.chunking import make_chunks
 from model.ensemble import load_ensemble
 from model.genres import GENRES, fma_medium_prior
 from model.manifest import ManifestError, load_manifest, save_ensemble
+from model.spectrogram import LogMel
 
 
 def waveforms(lengths, seed=0):
@@ -50,7 +51,7 @@ def test_ensemble_is_the_tempered_mean_of_member_log_probs(tiny_weights):
                     member_log_probs.append(log_prior)
                     continue
                 config = member.spectrogram
-                spec = ensemble.logmels[ensemble.config_keys[config]](batch[clip : clip + 1, :n])
+                spec = LogMel(config)(batch[clip : clip + 1, :n])  # as the member's own front end
                 chunk = config.seconds_to_frames(member.chunk_seconds)
                 chunks, _ = make_chunks(spec, [config.frames(n)], chunk)
                 logits = ensemble.networks[member.name](chunks).mean(dim=0)

@@ -70,9 +70,7 @@ def waveforms(lengths: list[int], seed: int = 0) -> torch.Tensor:
 
 def member_outputs(ensemble, batch: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     with torch.inference_mode():
-        specs = ensemble.spectrograms(batch)
-        frames = {key: [config.frames(n) for n in lengths] for config, key in ensemble.config_keys.items()}
-        return ensemble.member_log_probs(specs, frames, len(lengths))
+        return ensemble.member_log_probs(ensemble.spectrograms(batch), ensemble.frames(lengths), len(lengths))
 
 
 def test_every_member_kind_gives_torchs_log_probabilities(every_kind):

@@ -329,7 +329,7 @@ def test_members_on_the_same_frozen_taggers_share_one_run_of_them(tmp_path, monk
     with torch.inference_mode():
         shared = ensemble(waveforms, lengths)
         assert len(calls) == 2  # once for the three frozen members, once for the fine-tuned one
-        specs = next(iter(ensemble.logmels.values()))(waveforms)
+        specs = next(iter(ensemble.spectrograms(waveforms).values()))
         chunks, owner = make_chunks(
             specs, [MUSICNN_SPECTROGRAM.frames(n) for n in lengths], MUSICNN_CHUNK_FRAMES, 3
         )
