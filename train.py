@@ -234,17 +234,9 @@ def member_hparams(architectures: list[str], text: str | None, channels: list[in
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Heavy imports here: cache workers re-import this script when they start.
-    import torch
-
-    from model import distributed, fma
-    from model.calibration import fit_temperature, output_log_loss
+    from model import distributed
     from model.device import usable_cores
-    from model.features import TrainingData
-    from model.genres import GENRES
-    from model.manifest import Manifest
-    from model.metrics import training_report
-    from model.runs import RunLog, save_predictions, write_config
-    from model.training import class_prior, manifest_entry, predict_clips, train_member
+    from model.runs import RunLog, write_config
 
     started = time.perf_counter()
     warnings.simplefilter("always")
@@ -260,6 +252,55 @@ def main(argv: list[str] | None = None) -> int:
     workers = workers and max(1, workers // ranks.local_world)
     if args.shard is not None:
         return build_cache_shard(args, plans, tracks, workers, started)
+    data = load_features(args, plans, tracks, workers, device, ranks)
+
+    # 3. Train each member (resumable per epoch), keep its validation and test log-probabilities;
+    #    the run's record (config.json, TensorBoard events: model/runs.py) beside its checkpoints.
+    if ranks.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, vars(args), tracks, plans)
+    log = RunLog(run_dir, enabled=ranks.main)
+    out = Path(args.out) if args.out else run_dir
+    trained = train_members(plans, data, run_dir, out, ranks, log)
+    if not ranks.main:  # rank 0 fits the temperature, reports and writes
+        log.close()
+        distributed.finish(ranks)
+        return 0
+
+    # 4. Ensemble: one temperature fitted on validation, through the rule prediction applies;
+    # 5. the report on the test split (validation without one); the ensemble, the report and
+    #    each member's predictions written.
+    manifest, report = fit_ensemble(args, trained, data.splits[plans[0][1]])
+    write_ensemble(out, manifest, trained["states"], report)
+    save_member_predictions(run_dir, trained, data.splits[plans[0][1]])
+    log.ensemble(
+        {
+            "valid_log_loss": report["validation_log_loss"],
+            f"{report['split']}_log_loss": report["ensemble"]["log_loss"],
+        }
+    )
+    log.close()
+    ship = (
+        ""
+        if out.resolve() == (HERE / "weights").resolve()
+        else f"; ship it: python tools/promote_run.py {out}"
+    )
+    print(
+        f"\nwrote {out}/manifest.json (+{len(trained['states'])} state dicts), report.json, confusion.png in "
+        f"{(time.perf_counter() - started) / 60:.1f} min. Predict with it: "
+        f"python predict.py --weights {out} --payload DIR{ship}",
+        file=sys.stderr,
+    )
+    distributed.finish(ranks)
+    return 0
+
+
+def load_features(args, plans: list, tracks, workers: int, device, ranks):
+    """The feature caches (built where missing) and the splits over them; one line on what
+    training runs on, or on an empty split."""
+    from model import distributed, fma
+    from model.features import TrainingData
+
     data = TrainingData.build(args.cache, [s for _, s in plans], tracks, workers, device, ranks)
     train, valid, test = (data.splits[plans[0][1]][s] for s in fma.SPLITS)
     if len(train.labels) == 0 or len(valid.labels) == 0:
@@ -273,54 +314,64 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(valid.labels)} validation / {len(test.labels)} test clips",
             file=sys.stderr,
         )
+    return data
 
-    # 3. Train each member (resumable per epoch), keep its validation and test log-probabilities;
-    #    the run's record (config.json, TensorBoard events: model/runs.py) beside its checkpoints.
-    if ranks.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(run_dir, vars(args), tracks, plans)
-    log = RunLog(run_dir, enabled=ranks.main)
-    out = Path(args.out) if args.out else run_dir
-    members, states, histories, valid_log_probs, test_log_probs = [], {}, {}, [], []
+
+def train_members(plans: list, data, run_dir: Path, out: Path, ranks, log) -> dict:
+    """Every member trained (or resumed), with its manifest entry and state dict (rank 0), its
+    history, and its validation and test log-probabilities, by member name."""
+    from model.members import manifest_entry
+    from model.training import predict_clips, train_member
+
+    trained = {"members": [], "states": {}, "histories": {}, "validation": [], "test": []}
     for config, spectrogram in plans:
         store, clips = data.stores[spectrogram], data.splits[spectrogram]
         chunk_frames = spectrogram.seconds_to_frames(config.chunk_seconds)
+        checkpoint = run_dir / f"{config.name}.ckpt"
         try:
-            network, histories[config.name] = train_member(
+            network, trained["histories"][config.name] = train_member(
                 config,
                 store,
                 clips["training"],
                 clips["validation"],
                 chunk_frames,
-                run_dir / f"{config.name}.ckpt",
+                checkpoint,
                 ranks,
-                on_epoch=log.epoch,
+                log.epoch,
             )
             if ranks.main:
-                spec, states[config.name] = manifest_entry(config, spectrogram, network, out)
-                members.append(spec)
+                spec, trained["states"][config.name] = manifest_entry(config, spectrogram, network, out)
+                trained["members"].append(spec)
         except ValueError as error:
             die(PROG, str(error))
-        for name, kept in (("validation", valid_log_probs), ("test", test_log_probs)):
-            if len(clips[name].labels):
-                kept.append(
-                    predict_clips(
-                        network,
-                        store,
-                        clips[name],
-                        chunk_frames,
-                        None,
-                        max_chunks=config.max_chunks,
-                        ranks=ranks,
-                    ).cpu()
+        for split in ("validation", "test"):
+            if len(clips[split].labels):
+                log_probs = predict_clips(
+                    network,
+                    store,
+                    clips[split],
+                    chunk_frames,
+                    None,
+                    max_chunks=config.max_chunks,
+                    ranks=ranks,
                 )
-    if not ranks.main:  # rank 0 fits the temperature, reports and writes
-        log.close()
-        distributed.finish(ranks)
-        return 0
+                trained[split].append(log_probs.cpu())
+    return trained
 
-    # 4. Ensemble: one temperature fitted on validation, through the rule prediction applies.
-    valid_log_probs = torch.stack(valid_log_probs)
+
+def fit_ensemble(args, trained: dict, splits: dict):
+    """(the manifest, train.py's report): one temperature fitted on the members' validation
+    log-probabilities, scored on the test split (validation when there is none)."""
+    import torch
+
+    from model.calibration import fit_temperature, output_log_loss
+    from model.genres import GENRES
+    from model.manifest import Manifest
+    from model.metrics import training_report
+    from model.training import class_prior
+
+    train, valid, test = splits["training"], splits["validation"], splits["test"]
+    members, valid_log_probs = trained["members"], torch.stack(trained["validation"])
     temperature = fit_temperature(valid_log_probs, valid.labels)
     valid_loss = output_log_loss(valid_log_probs, valid.labels, temperature).item()
     print(
@@ -333,47 +384,30 @@ def main(argv: list[str] | None = None) -> int:
     description = (
         f"{', '.join(m.name for m in members)} trained by train.py on {len(train.labels)} clips ({source})"
     )
-    manifest = Manifest(
-        GENRES,
-        members[0].spectrogram.sample_rate,
-        temperature,
-        tuple(float(p) for p in prior),
-        tuple(members),
-        description,
-    )
-
-    # 5. Report on the test split (validation when there is no test split), and write it all.
+    rate, prior_tuple = members[0].spectrogram.sample_rate, tuple(float(p) for p in prior)
+    manifest = Manifest(GENRES, rate, temperature, prior_tuple, tuple(members), description)
     split, scored, log_probs = (
-        ("test", test, torch.stack(test_log_probs))
+        ("test", test, torch.stack(trained["test"]))
         if len(test.labels)
         else ("validation", valid, valid_log_probs)
     )
     report = training_report(
-        split, scored.labels.numpy(), log_probs, members, histories, temperature, valid_loss, prior
+        split, scored.labels.numpy(), log_probs, members, trained["histories"], temperature, valid_loss, prior
     )
-    write_ensemble(out, manifest, states, report)
-    names = [m.name for m in members]
-    splits = {"validation": valid, **({"test": test} if len(test.labels) else {})}
-    save_predictions(  # each member's log-probabilities, for tools/runs.py build
+    return manifest, report
+
+
+def save_member_predictions(run_dir: Path, trained: dict, splits: dict) -> None:
+    """Each member's validation and test log-probabilities, for tools/runs.py build."""
+    from model.runs import save_predictions
+
+    names = [m.name for m in trained["members"]]
+    scored = {s: splits[s] for s in ("validation", "test") if len(splits[s].labels)}
+    save_predictions(
         run_dir,
-        {name: (clips.keys, clips.labels.numpy()) for name, clips in splits.items()},
-        {"validation": list(zip(names, valid_log_probs)), "test": list(zip(names, test_log_probs))},
+        {split: (clips.keys, clips.labels.numpy()) for split, clips in scored.items()},
+        {split: list(zip(names, trained[split])) for split in scored},
     )
-    log.ensemble({"valid_log_loss": valid_loss, f"{split}_log_loss": report["ensemble"]["log_loss"]})
-    log.close()
-    print(
-        f"\nwrote {out}/manifest.json (+{len(states)} state dicts), report.json, confusion.png in "
-        f"{(time.perf_counter() - started) / 60:.1f} min. Predict with it: "
-        f"python predict.py --weights {out} --payload DIR"
-        + (
-            ""
-            if out.resolve() == (HERE / "weights").resolve()
-            else f"; ship it: python tools/promote_run.py {out}"
-        ),
-        file=sys.stderr,
-    )
-    distributed.finish(ranks)
-    return 0
 
 
 def open_run(args):
@@ -420,7 +454,7 @@ def open_run(args):
 
 def build_cache_shard(args, plans: list, tracks, workers: int, started: float) -> int:
     """--shard I/N: this shard's part of every feature cache the run needs, then a summary."""
-    from model.features import build_caches
+    from model.feature_cache import build_caches
 
     configs = list(dict.fromkeys(s for _, s in plans))
     parts = build_caches(args.cache, configs, tracks[["key", "path"]], workers, args.shard)
@@ -438,8 +472,8 @@ def build_cache_shard(args, plans: list, tracks, workers: int, started: float) -
 
 def member_plans(args) -> list:
     """CNNs diverse by seed and crop length; heads on the pretrained taggers if asked."""
+    from model.members import plan_members
     from model.spectrogram import SpectrogramConfig
-    from model.training import plan_members
 
     return plan_members(
         args.members,
@@ -464,8 +498,8 @@ def member_plans(args) -> list:
 
 def write_ensemble(out: Path, manifest, states: dict, report: dict) -> None:
     """The ensemble (manifest last, atomically), report.json and confusion.png; the report's table."""
-    from model.manifest import describe_ensemble, save_ensemble
     from model.metrics import confusion_png, report_table
+    from model.saving import describe_ensemble, save_ensemble
 
     replaced = describe_ensemble(out)  # only a deliberate --out holds one
     if replaced:

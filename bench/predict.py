@@ -44,8 +44,9 @@ def shipped_size_ensemble(folder: Path, members: int):
     import torch
 
     from model.genres import GENRES, fma_medium_prior
-    from model.manifest import Manifest, MemberSpec, save_ensemble
+    from model.manifest import Manifest, MemberSpec
     from model.networks import build_network
+    from model.saving import save_ensemble
     from model.spectrogram import SpectrogramConfig
 
     config = SpectrogramConfig()

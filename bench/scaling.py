@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from common import make_payload  # noqa: E402
 
 from model.device import usable_cores  # noqa: E402
-from model.features import build_caches, cache_folder  # noqa: E402
+from model.feature_cache import build_caches, cache_folder  # noqa: E402
 from model.sharding import Shard  # noqa: E402
 from model.spectrogram import SpectrogramConfig  # noqa: E402
 

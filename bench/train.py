@@ -100,11 +100,13 @@ def main() -> None:
 
     from model.audio import decode_many
     from model.device import choose_device
-    from model.features import ClipSet, FeatureStore, build_cache
+    from model.feature_cache import build_cache
+    from model.features import ClipSet, FeatureStore
     from model.genres import GENRES
+    from model.members import MemberConfig
     from model.musicnn import MUSICNN_CHUNK_SECONDS, MUSICNN_SPECTROGRAM
     from model.spectrogram import SpectrogramConfig
-    from model.training import MemberConfig, predict_clips, train_member
+    from model.training import predict_clips, train_member
 
     paths = make_payload(args.payload, args.clips)
     if args.backbone == "musicnn":

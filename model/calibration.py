@@ -19,6 +19,8 @@ clips the prior moves T by well under 1 %; on 16 clips it keeps T from sharpenin
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -69,12 +71,13 @@ def fit_temperature(
     labels: Tensor,
     prior_sd: float = TEMPERATURE_PRIOR_SD,
     weights: Tensor | None = None,
+    start: float = 1.0,
 ) -> float:
     """T maximising the posterior of `output_log_loss`'s likelihood under a normal prior on log T
     (see the module docstring); member_log_probs (members, n, classes), labels (n,), optional
-    member `weights`."""
+    member `weights`; the search starts from `start` (a nearby mix's T converges in a few steps)."""
     member_log_probs, labels = member_log_probs.double().detach().cpu(), labels.long().cpu()
-    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    log_t = torch.tensor([math.log(start)], dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
 
     def closure():

@@ -16,23 +16,18 @@ genre head trained here on the pretrained taggers' embedding). A member's `weigh
 its share in the ensemble's weighted mean (tools/runs.py build picks members with replacement).
 
 Everything is validated on load with a one-line `ManifestError` naming the file and the field.
-`save_ensemble` writes the state dicts under content-addressed names first and the manifest last
-(atomic rename): a crash at any point leaves the previous ensemble loadable.
+Writing an ensemble folder is model/saving.py's.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
-from .atomic import write_atomic
 from .genres import GENRES
 from .networks import get_architecture
 from .spectrogram import SpectrogramConfig
@@ -135,14 +130,14 @@ def load_manifest(weights_dir: str | os.PathLike) -> Manifest:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ManifestError(f"{path} is not valid JSON: {error}") from None
-    manifest = _parse_manifest(data, path)
+    manifest = parse_manifest(data, path)
     for member in manifest.members:
         if member.kind != "prior":
-            _check_state_dict_file(weights_dir, member, path)
+            check_state_dict_file(weights_dir, member, path)
     return manifest
 
 
-def _parse_manifest(data: object, path: Path) -> Manifest:
+def parse_manifest(data: object, path: Path) -> Manifest:
     def fail(message: str) -> ManifestError:
         return ManifestError(f"{path}: {message}")
 
@@ -272,7 +267,7 @@ def _inside(value: object, what: str, fail) -> Path:
     return path
 
 
-def _check_state_dict_file(weights_dir: Path, member: MemberSpec, manifest_path: Path) -> None:
+def check_state_dict_file(weights_dir: Path, member: MemberSpec, manifest_path: Path) -> None:
     files = [(member.state_dict, member.sha256)]
     if member.base_state_dict:
         files.append((member.base_state_dict, member.base_sha256))
@@ -296,102 +291,3 @@ def _refuse_lfs_pointer(path: Path, raw: bytes) -> None:
             f"{path} is a Git LFS pointer, not the file itself: run `git lfs pull`, "
             "or commit weights as plain files (repo2docker does not resolve LFS)"
         )
-
-
-def save_ensemble(
-    weights_dir: str | os.PathLike, manifest: Manifest, state_dicts: dict[str, dict[str, torch.Tensor]]
-) -> Manifest:
-    """Write an ensemble so that a crash never leaves a half-written one.
-
-    Members named in `state_dicts` get their weights written (content-addressed) and their
-    `state_dict`/`sha256` filled in; a member not named there keeps the file its spec refers to,
-    which must already be in `weights_dir` (e.g. weights/musicnn/musicnn_pair.pt for the zero-shot
-    member). Returns the manifest as written.
-    """
-    weights_dir = Path(weights_dir)
-    weights_dir.mkdir(parents=True, exist_ok=True)
-    members = []
-    for member in manifest.members:
-        if member.kind == "prior" or member.name not in state_dicts:
-            members.append(member)
-            continue
-        raw = _serialise(state_dicts[member.name])
-        digest = hashlib.sha256(raw).hexdigest()
-        file_name = f"{member.name}-{digest[:12]}.pt"  # content-addressed: never overwrites a live file
-        write_atomic(weights_dir / file_name, raw)
-        members.append(MemberSpec(**{**member.__dict__, "state_dict": file_name, "sha256": digest}))
-    written = Manifest(**{**manifest.__dict__, "members": tuple(members)})
-    text = json.dumps(written.to_json(), indent=2) + "\n"
-    _parse_manifest(json.loads(text), weights_dir / MANIFEST)  # never write what load would refuse
-    for member in members:
-        if member.kind != "prior" and member.name not in state_dicts:  # a file referred to, not just written
-            _check_state_dict_file(weights_dir, member, weights_dir / MANIFEST)
-    write_atomic(weights_dir / MANIFEST, text.encode())  # the commit point
-    live = {m.state_dict for m in members if m.state_dict}
-    for stale in weights_dir.glob("*.pt"):
-        if stale.name not in live:
-            stale.unlink()
-    return written
-
-
-def copy_ensemble(source: str | os.PathLike, target: str | os.PathLike) -> Manifest:
-    """The ensemble in `source` written to `target` as `save_ensemble` writes (atomically, the
-    manifest last), with the pretrained weights its members name; the same files either side."""
-    manifest = load_manifest(source)
-    return assemble_ensemble(target, manifest, {member.name: Path(source) for member in manifest.members})
-
-
-def assemble_ensemble(target: str | os.PathLike, manifest: Manifest, sources: dict[str, Path]) -> Manifest:
-    """`manifest` written to `target` with each member's files read from its folder in `sources`
-    (the ensemble folder its spec came from): members of several runs in one ensemble."""
-    target, states = Path(target), {}
-    for member in manifest.members:
-        source = sources[member.name]
-        shared = [member.base_state_dict] + [member.state_dict] * ("/" in (member.state_dict or ""))
-        for relative in filter(None, shared):  # pretrained weights in their own folder (musicnn/)
-            place_base_weights(target, source / relative)
-        if member.state_dict and "/" not in member.state_dict:
-            states[member.name] = torch.load(
-                source / member.state_dict, map_location="cpu", weights_only=True
-            )
-    return save_ensemble(target, manifest, states)
-
-
-def describe_ensemble(weights_dir: str | os.PathLike) -> str | None:
-    """What the ensemble in `weights_dir` is (its description), or None if there is none: what a
-    command that writes there says it replaces."""
-    if not (Path(weights_dir) / MANIFEST).exists():
-        return None
-    try:
-        return load_manifest(weights_dir).description or "an ensemble without a description"
-    except ManifestError as error:
-        return f"an ensemble that does not load: {error}"
-
-
-def place_base_weights(weights_dir: str | os.PathLike, source: str | os.PathLike) -> tuple[str, str]:
-    """Make frozen pretrained weights available to a member as its `base_state_dict`: `source`,
-    with the licence (`LICENSE*`) and `provenance.json` beside it, is copied to
-    `weights_dir/<its folder name>/` unless already there. Returns (path relative to
-    `weights_dir`, SHA-256)."""
-    source = Path(source)
-    relative = f"{source.parent.name}/{source.name}"
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    target = Path(weights_dir) / relative
-    if target.is_file():
-        if hashlib.sha256(target.read_bytes()).hexdigest() != digest:
-            raise ValueError(
-                f"{target} holds other weights than {source}: write the ensemble elsewhere (--out)"
-            )
-        return relative, digest
-    companions = [
-        p for p in source.parent.iterdir() if p.name.startswith("LICENSE") or p.name == "provenance.json"
-    ]
-    for item in [*companions, source]:
-        write_atomic(target.parent / item.name, item.read_bytes())
-    return relative, digest
-
-
-def _serialise(state_dict: dict[str, torch.Tensor]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, buffer)
-    return buffer.getvalue()

@@ -30,15 +30,18 @@ def greedy_selection(
     member_log_probs, labels = member_log_probs.double(), labels.long()
     rng = np.random.default_rng(seed)
     counts = np.zeros(len(member_log_probs), dtype=np.int64)
-    history = []
+    history, temperatures = [], np.ones(len(member_log_probs))
     for _ in range(rounds):
         losses = []
         for candidate in range(len(member_log_probs)):
             trial = counts.copy()
             trial[candidate] += 1
             weights = torch.from_numpy(trial.astype(np.float64))
-            temperature = fit_temperature(member_log_probs, labels, weights=weights)
-            losses.append(output_log_loss(member_log_probs, labels, temperature, weights).item())
+            # started from this candidate's T of the last round: one pick moves it little
+            temperatures[candidate] = fit_temperature(
+                member_log_probs, labels, weights=weights, start=temperatures[candidate]
+            )
+            losses.append(output_log_loss(member_log_probs, labels, temperatures[candidate], weights).item())
         losses = np.array(losses)
         best = np.flatnonzero(losses <= losses.min() + 1e-12)
         counts[rng.choice(best)] += 1

@@ -148,7 +148,7 @@ def zero_shot_weights(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tiny_weights(tmp_path) -> Path:
-    from model.manifest import save_ensemble
+    from model.saving import save_ensemble
 
     manifest = tiny_ensemble_manifest()
     save_ensemble(tmp_path / "weights", manifest, random_state_dicts(manifest))
@@ -247,9 +247,9 @@ def sigint_enabled() -> None:
 
 def interrupt_decoding(monkeypatch, after: int) -> None:
     """Make the feature cache's decoding raise KeyboardInterrupt (as ^C would) after `after` tracks."""
-    import model.features
+    import model.feature_cache
 
-    real = model.features.decode_many
+    real = model.feature_cache.decode_many
 
     def interrupted(*args, **kwargs):
         for count, item in enumerate(real(*args, **kwargs)):
@@ -257,4 +257,4 @@ def interrupt_decoding(monkeypatch, after: int) -> None:
                 raise KeyboardInterrupt
             yield item
 
-    monkeypatch.setattr("model.features.decode_many", interrupted)
+    monkeypatch.setattr("model.feature_cache.decode_many", interrupted)

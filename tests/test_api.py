@@ -35,7 +35,7 @@ def songs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def cnn_weights(tmp_path_factory) -> Path:
     from conftest import tiny_ensemble_manifest
-    from model.manifest import save_ensemble
+    from model.saving import save_ensemble
 
     folder = tmp_path_factory.mktemp("api-weights") / "weights"
     manifest = tiny_ensemble_manifest()
@@ -166,7 +166,8 @@ def test_segments_combine_to_the_clip_row_when_every_member_chunks_like_the_segm
     """Two CNNs with 1-s chunks, a temperature, a clip exactly 4 chunks long: the clip's row is the
     renormalised geometric mean of its 4 segment rows (model/segments.py says why)."""
     from model.genres import fma_medium_prior
-    from model.manifest import Manifest, MemberSpec, save_ensemble
+    from model.manifest import Manifest, MemberSpec
+    from model.saving import save_ensemble
     from model.spectrogram import SpectrogramConfig
 
     config = SpectrogramConfig(n_mels=32)

@@ -16,10 +16,12 @@ from conftest import REPO, TOY_GENRES, toy_clip
 from model.ensemble import load_ensemble
 from model.features import ClipSet, FeatureStore
 from model.genres import GENRES, fma_medium_prior
-from model.manifest import Manifest, MemberSpec, save_ensemble
+from model.manifest import Manifest, MemberSpec
+from model.members import MemberConfig
 from model.networks import build_network, get_architecture, list_architectures, resolve_hparams
+from model.saving import save_ensemble
 from model.spectrogram import LogMel, SpectrogramConfig
-from model.training import MemberConfig, correct_output_bias, predict_clips, train_member
+from model.training import correct_output_bias, predict_clips, train_member
 
 ARCHITECTURES = list_architectures()
 BACKBONE = REPO / "weights" / "musicnn" / "musicnn_pair.pt"  # the taggers pretrained members start from

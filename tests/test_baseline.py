@@ -25,6 +25,7 @@ def test_features_have_the_documented_length_names_and_order():
 
 
 @pytest.mark.parametrize("model, per_class", [("svm", 10), ("gbm", 25)])  # trees need 20-sample leaves
+@pytest.mark.slow
 def test_baseline_trains_and_beats_the_prior(tmp_path, model, per_class):
     metadata, audio = make_fma_dataset(tmp_path, per_split=(per_class, 3, 3), seconds=2.0)
     model_file = tmp_path / f"{model}.pkl"

@@ -16,10 +16,10 @@ from model.calibration import (
 )
 from model.features import ClipSet, FeatureStore
 from model.genres import GENRES
+from model.members import MemberConfig
 from model.metrics import log_loss
 from model.networks import GenreNetwork, build_network
 from model.training import (
-    MemberConfig,
     class_prior,
     correct_output_bias,
     epoch_steps,

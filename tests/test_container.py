@@ -262,6 +262,7 @@ def test_a_package_missing_from_requirements_is_caught(broken_copy):
     subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True).returncode,
     reason="needs a git checkout",
 )
+@pytest.mark.slow
 def test_grader_run_emulation_of_the_committed_tree():
     """Full script, borrowing this venv's packages (.ci/run also runs it with a fresh venv)."""
     site = sysconfig.get_paths()["purelib"]

@@ -12,7 +12,8 @@ from model.calibration import PROBABILITY_FLOOR, floor_probabilities
 from model.chunking import make_chunks
 from model.ensemble import load_ensemble
 from model.genres import GENRES, fma_medium_prior
-from model.manifest import ManifestError, load_manifest, save_ensemble
+from model.manifest import ManifestError, load_manifest
+from model.saving import save_ensemble
 from model.spectrogram import LogMel
 
 
@@ -174,7 +175,7 @@ def test_cpu_and_cuda_agree(tiny_weights):
 
 
 def test_base_weights_are_placed_with_their_licence_only(tmp_path):
-    from model.manifest import place_base_weights
+    from model.saving import place_base_weights
 
     source = tmp_path / "downloads"
     source.mkdir()

@@ -15,8 +15,10 @@ import torch
 from conftest import REPO, random_state_dicts, tiny_ensemble_manifest
 from model.ensemble import load_ensemble
 from model.genres import GENRES, fma_medium_prior
-from model.manifest import Manifest, MemberSpec, load_manifest, save_ensemble
-from model.musicnn import MUSICNN_CHUNK_SECONDS, MUSICNN_SPECTROGRAM, MusicnnTransfer
+from model.manifest import Manifest, MemberSpec, load_manifest
+from model.musicnn import MUSICNN_CHUNK_SECONDS, MUSICNN_SPECTROGRAM
+from model.networks.musicnn_transfer import MusicnnTransfer
+from model.saving import save_ensemble
 
 PAIR_FILE = REPO / "weights" / "musicnn" / "musicnn_pair.pt"
 
@@ -73,6 +75,7 @@ def member_outputs(ensemble, batch: torch.Tensor, lengths: list[int]) -> torch.T
         return ensemble.member_log_probs(ensemble.spectrograms(batch), ensemble.frames(lengths), len(lengths))
 
 
+@pytest.mark.slow
 def test_every_member_kind_gives_torchs_log_probabilities(every_kind):
     torch_ensemble = load_ensemble(every_kind)
     exported = load_ensemble(every_kind)
@@ -203,6 +206,7 @@ def test_chunks_of_another_shape_go_to_torch(every_kind):
         assert (function(same) - network(same)).abs().max() < 1e-4
 
 
+@pytest.mark.slow
 def test_predict_py_backends_write_the_same_rows(tmp_path):
     payload = REPO / "examples"
     rows = {}

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "bench" / "gpu_check.sh"
 STEPS = [
@@ -30,6 +32,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=900)
 
 
+@pytest.mark.slow
 def test_tiny_run_completes_every_step_and_writes_its_figures(tmp_path):
     out = tmp_path / "out"
     done = run("--tiny", "--out", str(out), "--work", str(tmp_path / "work"))

@@ -245,7 +245,8 @@ def test_max_chunks_spreads_a_sample_over_the_clip():
 def test_fine_tuning_trains_the_taggers_ten_times_slower(tmp_path):
     """--fine-tune: the taggers learn too, in their own optimizer group at 0.1 x the head's rate."""
     from model.features import ClipSet, FeatureStore
-    from model.training import MemberConfig, train_member
+    from model.members import MemberConfig
+    from model.training import train_member
 
     generator = torch.Generator().manual_seed(0)
     frames = torch.full((8,), 200)
@@ -258,6 +259,9 @@ def test_fine_tuning_trains_the_taggers_ten_times_slower(tmp_path):
         hparams={"hidden": 16, "fine_tune": True},
         epochs=1,
         batch_size=4,
+        min_epoch_steps=2,  # two steps move the taggers; the default 32 only take longer
+        batch_norm_crops=8,
+        max_chunks=1,
         mixup_alpha=0.0,
         backbone_weights=str(PAIR_FILE),
     )
@@ -273,7 +277,7 @@ def test_fine_tuning_trains_the_taggers_ten_times_slower(tmp_path):
 def test_frozen_taggers_give_the_head_fp32_embeddings_under_bf16_autocast():
     """Training on a GPU autocasts to bf16; the frozen taggers must still hand the head the very
     embeddings prediction (fp32) will give it. CPU autocast stands in for the GPU's here."""
-    from model.musicnn import MusicnnTransfer
+    from model.networks.musicnn_transfer import MusicnnTransfer
 
     network = MusicnnTransfer(96, 16, hidden=8)
     network.load_state_dict(torch.load(PAIR_FILE, weights_only=True), strict=False)
@@ -292,8 +296,10 @@ def test_members_on_the_same_frozen_taggers_share_one_run_of_them(tmp_path, monk
     output equals each member computed on its own; a fine-tuned member runs its own taggers."""
     from model.chunking import make_chunks
     from model.ensemble import clip_logits
-    from model.manifest import Manifest, MemberSpec, save_ensemble
-    from model.musicnn import MUSICNN_CHUNK_SECONDS, MusicnnTransfer
+    from model.manifest import Manifest, MemberSpec
+    from model.musicnn import MUSICNN_CHUNK_SECONDS
+    from model.networks.musicnn_transfer import MusicnnTransfer
+    from model.saving import save_ensemble
 
     (tmp_path / "musicnn").mkdir()
     (tmp_path / "musicnn" / "musicnn_pair.pt").write_bytes(PAIR_FILE.read_bytes())

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from conftest import REPO
+
+pytestmark = pytest.mark.slow  # executes the notebook in a kernel
 
 
 def test_the_notebook_runs_offline_and_draws_its_figures():

@@ -198,6 +198,7 @@ def test_run_sh_is_executable_with_a_shebang_and_lf():
     assert os.stat(REPO / "run.sh").st_mode & 0o777 == 0o755
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_from_its_journal(clips, tiny_weights, tmp_path):
     payload = tmp_path / "payload"
     payload.mkdir()
@@ -256,6 +257,7 @@ def test_an_interrupted_run_resumes_from_its_journal(clips, tiny_weights, tmp_pa
         assert np.allclose(probs, expected[file_id], atol=1e-6), file_id
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_with_one_line_and_the_run_resumes(clips, tiny_weights, tmp_path):
     payload = tmp_path / "payload"
     payload.mkdir()
@@ -306,6 +308,7 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(clips, tiny_weights, tmp
     assert len(read_csv(out)[1]) == 40
 
 
+@pytest.mark.slow
 def test_files_mode_prints_each_files_top_genres_and_writes_no_csv(payload, tiny_weights, tmp_path):
     files = [
         next(payload.glob("silent*")),

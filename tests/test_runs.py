@@ -18,11 +18,25 @@ import torch
 from conftest import REPO, make_fma_dataset, random_state_dicts, tiny_ensemble_manifest
 from model.calibration import fit_temperature, output_log_loss
 from model.genres import GENRES
-from model.manifest import Manifest, load_manifest, save_ensemble
+from model.manifest import Manifest, load_manifest
 from model.runs import load_predictions, save_predictions, write_config
+from model.saving import save_ensemble
 from model.selection import greedy_selection
 
 RUNS = [sys.executable, str(REPO / "tools" / "runs.py")]
+
+
+def runs_py(capsys, *arguments) -> tuple[int, str, str]:
+    """tools/runs.py in this process (a subprocess would spend its time importing torch):
+    (exit code, stdout, stderr)."""
+    from tools import runs
+
+    try:
+        code = runs.main([str(a) for a in arguments])
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def noisy_log_probs(labels: np.ndarray, skill: float, seed: int) -> np.ndarray:
@@ -67,49 +81,45 @@ def test_selection_picks_the_strong_member_and_beats_any_single_one():
         noisy_log_probs(labels.numpy(), s, seed) for s, seed in ((3.0, 1), (0.5, 2), (2.5, 3))
     )
     members = torch.from_numpy(np.stack([weak, strong, other]))
-    counts, history = greedy_selection(members, labels, rounds=20, seed=0)
-    assert counts.sum() == 20 and counts[1] == counts.max() and counts[0] < counts[1]
+    counts, history = greedy_selection(members, labels, rounds=10, seed=0)
+    assert counts.sum() == 10 and counts[1] == counts.max() and counts[0] < counts[1]
     singles = [output_log_loss(m[None], labels, fit_temperature(m[None], labels)).item() for m in members]
     assert history[0] == pytest.approx(min(singles), abs=1e-9)  # round 1: the best member alone
     assert min(history) <= min(singles)
-    again, _ = greedy_selection(members, labels, rounds=20, seed=0)
+    again, _ = greedy_selection(members, labels, rounds=10, seed=0)
     assert np.array_equal(counts, again)  # seeded: the same picks
 
 
-def test_list_shows_what_differs_and_how_each_run_did(tmp_path):
+def test_list_shows_what_differs_and_how_each_run_did(tmp_path, capsys):
     fake_run(tmp_path / "alpha", [2.0, 1.0], seed=1)
     fake_run(tmp_path / "beta", [1.5], seed=2)
     interrupted = tmp_path / "gamma"
     interrupted.mkdir()
     shutil.copy(tmp_path / "alpha" / "a.ckpt", interrupted / "a.ckpt")
-    result = subprocess.run(
-        [*RUNS, "list", *map(str, sorted(tmp_path.iterdir()))], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
-    header, _, alpha, beta, gamma = result.stdout.splitlines()
+    code, out, err = runs_py(capsys, "list", *sorted(tmp_path.iterdir()))
+    assert code == 0, err
+    header, _, alpha, beta, gamma = out.splitlines()
     assert "| members | seed |" in header and "| out |" not in header  # where it wrote is not compared
     assert alpha.startswith("| alpha | finished | 2 | 1 |") and "a 0.667 (3), b 1.000 (3)" in alpha
     assert beta.startswith("| beta | finished | 1 | 2 |")
     assert gamma.startswith("| gamma | interrupted |") and "a 0.667 (3)" in gamma
 
 
-def test_build_writes_a_weighted_ensemble_predict_py_loads(tmp_path):
+def test_build_writes_a_weighted_ensemble_predict_py_loads(tmp_path, capsys):
     runs = [fake_run(tmp_path / "alpha", [3.0, 0.3], seed=1), fake_run(tmp_path / "beta", [2.5], seed=2)]
     out = tmp_path / "built"
-    result = subprocess.run(
-        [*RUNS, "build", "--out", str(out), *map(str, runs)], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
+    code, stdout, err = runs_py(capsys, "build", "--rounds", 10, "--out", out, *runs)
+    assert code == 0, err
     manifest = load_manifest(out)
     weights = {m.name: m.weight for m in manifest.members}
     assert (
-        sum(weights.values()) == 50
+        sum(weights.values()) == 10
         and "alpha-a" in weights
         and weights.get("alpha-b", 0) < weights["alpha-a"]
     )
     report = json.loads((out / "report.json").read_text())
     assert report["method"] == "select" and report["ensemble"]["clips"] == 60
-    assert "| **built (select)** |" in result.stdout and "| average of all 3 |" in result.stdout
+    assert "| **built (select)** |" in stdout and "| average of all 3 |" in stdout
 
     # the weights are the ones its combination rule reproduces
     predictions = [load_predictions(run)["validation"] for run in runs]
@@ -141,15 +151,11 @@ def test_build_writes_a_weighted_ensemble_predict_py_loads(tmp_path):
     assert predicted.returncode == 0, predicted.stderr
     assert len(csv.read_text().splitlines()) == 4
 
-    average = subprocess.run(
-        [*RUNS, "build", "--method", "average", "--out", str(tmp_path / "avg"), *map(str, runs)],
-        capture_output=True,
-        text=True,
-    )
-    assert average.returncode == 0 and {m.weight for m in load_manifest(tmp_path / "avg").members} == {1.0}
+    code, _, err = runs_py(capsys, "build", "--method", "average", "--out", tmp_path / "avg", *runs)
+    assert code == 0 and {m.weight for m in load_manifest(tmp_path / "avg").members} == {1.0}, err
 
 
-def test_build_refuses_what_it_cannot_combine_in_one_line(tmp_path):
+def test_build_refuses_what_it_cannot_combine_in_one_line(tmp_path, capsys):
     alpha = fake_run(tmp_path / "alpha", [2.0], seed=1)
     other = fake_run(tmp_path / "other", [2.0], seed=2, keys=[str(k) for k in range(200, 260)])
     unfinished = tmp_path / "unfinished"
@@ -157,18 +163,18 @@ def test_build_refuses_what_it_cannot_combine_in_one_line(tmp_path):
     shutil.copy(alpha / "a.ckpt", unfinished)
 
     def build(*arguments):
-        return subprocess.run([*RUNS, "build", *map(str, arguments)], capture_output=True, text=True)
+        return runs_py(capsys, "build", "--rounds", 5, *arguments)
 
-    refused = build("--out", tmp_path / "x", alpha, other)
-    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
-    assert "validation clips differ" in refused.stderr and not (tmp_path / "x" / "manifest.json").exists()
-    skipped = build("--out", tmp_path / "y", alpha, unfinished)
-    assert skipped.returncode == 0 and f"warning: skipping {unfinished}: not a finished run" in skipped.stderr
-    existing = build("--out", tmp_path / "y", alpha)
-    assert existing.returncode == 2 and "pass --force to replace it" in existing.stderr
-    assert build("--out", tmp_path / "y", "--force", alpha).returncode == 0
-    nothing = build("--out", tmp_path / "z", unfinished)
-    assert nothing.returncode == 1 and "no finished run" in nothing.stderr
+    code, _, err = build("--out", tmp_path / "x", alpha, other)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "validation clips differ" in err and not (tmp_path / "x" / "manifest.json").exists()
+    code, _, err = build("--out", tmp_path / "y", alpha, unfinished)
+    assert code == 0 and f"warning: skipping {unfinished}: not a finished run" in err
+    code, _, err = build("--out", tmp_path / "y", alpha)
+    assert code == 2 and "pass --force to replace it" in err
+    assert build("--out", tmp_path / "y", "--force", alpha)[0] == 0
+    code, _, err = build("--out", tmp_path / "z", unfinished)
+    assert code == 1 and "no finished run" in err
 
 
 @pytest.mark.slow

@@ -17,9 +17,11 @@ from test_train import assert_every_member_beats_the_prior, member_hashes, train
 
 from conftest import REPO, interrupt_decoding, make_fma_dataset
 from model import fma
-from model.features import build_caches, cache_folder, part_folder
+from model.feature_cache import build_caches, cache_folder, part_folder
 from model.sharding import Shard
 from model.spectrogram import SpectrogramConfig
+
+pytestmark = pytest.mark.slow  # torchrun and spawned ranks train networks
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 # One member, 8 epochs of at least 12 steps: the single-process tests' quality bar in ~1 minute.
@@ -103,7 +105,7 @@ def test_cache_shards_join_into_what_one_build_makes_without_decoding_again(
         assert not list(paths), "joining shards must not decode"
         return iter(())
 
-    monkeypatch.setattr("model.features.decode_many", no_decoding)
+    monkeypatch.setattr("model.feature_cache.decode_many", no_decoding)
     capsys.readouterr()
     joined = build_caches(tmp_path / "sharded", [config], tracks, workers=0)[config]
     err = capsys.readouterr().err
@@ -238,7 +240,7 @@ def test_a_long_track_is_cached_as_three_windows_from_its_thirds(tmp_path):
 
     from conftest import toy_clip
     from model.audio import decode
-    from model.features import build_cache, track_windows
+    from model.feature_cache import build_cache, track_windows
     from model.spectrogram import LogMel
 
     rate = 16000
@@ -337,8 +339,9 @@ def _fine_tune_rank(rank: int, init_file: str, results: str) -> None:
 
     from model.distributed import Ranks, finish
     from model.features import ClipSet, FeatureStore
+    from model.members import MemberConfig
     from model.musicnn import MUSICNN_CHUNK_FRAMES
-    from model.training import MemberConfig, train_member
+    from model.training import train_member
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     torch.set_num_threads(1)

@@ -18,9 +18,11 @@ import soundfile as sf
 from conftest import REPO, TOY_GENRES, interrupt_decoding, make_fma_dataset, sigint_enabled, toy_clip
 from model import fma
 from model.ensemble import load_ensemble
-from model.features import build_cache, build_caches, cache_folder
+from model.feature_cache import build_cache, build_caches, cache_folder
 from model.genres import GENRES
 from model.spectrogram import SpectrogramConfig
+
+pytestmark = pytest.mark.slow  # trains networks end to end
 
 TINY = ["--channels", "8,16", "--batch-size", "8", "--lr", "3e-3", "--device", "cpu"]
 
@@ -391,7 +393,7 @@ def test_cache_is_reused_keyed_by_config_and_resumable(dataset, tmp_path, monkey
     def no_decoding(*args, **kwargs):
         raise AssertionError("a cached track was decoded again")
 
-    monkeypatch.setattr("model.features.decode_many", no_decoding)
+    monkeypatch.setattr("model.feature_cache.decode_many", no_decoding)
     again = build_cache(tmp_path, config, tracks, workers=0)
     assert len(again.ok()) == 12
     other = SpectrogramConfig(n_mels=48)
@@ -419,7 +421,7 @@ def test_an_interrupted_cache_build_keeps_what_it_computed(dataset, tmp_path, mo
 
 def test_two_configs_fill_from_one_decoding_pass(dataset, tmp_path, monkeypatch):
     """The CNNs' and musicnn's caches (train.py --backbone musicnn) decode each file once."""
-    import model.features
+    import model.feature_cache
     from model.musicnn import MUSICNN_SPECTROGRAM
 
     tracks = fma.load_fma(dataset["metadata"], dataset["audio"])[["key", "path"]].head(8)
@@ -427,13 +429,13 @@ def test_two_configs_fill_from_one_decoding_pass(dataset, tmp_path, monkeypatch)
         config: build_cache(tmp_path / "alone", config, tracks, workers=0)
         for config in (SpectrogramConfig(n_mels=40), MUSICNN_SPECTROGRAM)
     }
-    decoded, real = [], model.features.decode_many
+    decoded, real = [], model.feature_cache.decode_many
 
     def counting(paths, *args, **kwargs):
         decoded.extend(paths)
         return real(paths, *args, **kwargs)
 
-    monkeypatch.setattr("model.features.decode_many", counting)
+    monkeypatch.setattr("model.feature_cache.decode_many", counting)
     together = build_caches(tmp_path / "together", list(alone), tracks, workers=0)
     assert len(decoded) == 8
     for config, cache in together.items():
@@ -445,7 +447,7 @@ def test_two_configs_fill_from_one_decoding_pass(dataset, tmp_path, monkeypatch)
 def test_resumed_build_computes_only_missing_configs(dataset, tmp_path, monkeypatch, capsys):
     """A track already in one cache is decoded again only for the cache that lacks it (adding
     --backbone musicnn to a CNN run), and an unusable track is listed once, not once per cache."""
-    import model.features
+    import model.feature_cache
     from model.musicnn import MUSICNN_SPECTROGRAM
 
     tracks = fma.load_fma(dataset["metadata"], dataset["audio"])[["key", "path"]]
@@ -453,13 +455,13 @@ def test_resumed_build_computes_only_missing_configs(dataset, tmp_path, monkeypa
     build_cache(tmp_path, cnn, tracks, workers=0)
     build_cache(tmp_path, MUSICNN_SPECTROGRAM, tracks.head(4), workers=0)
     capsys.readouterr()
-    computed, real = [], model.features.log_mel_features
+    computed, real = [], model.feature_cache.log_mel_features
 
     def counting(decoded, configs):
         computed.append(configs)
         return real(decoded, configs)
 
-    monkeypatch.setattr("model.features.log_mel_features", counting)
+    monkeypatch.setattr("model.feature_cache.log_mel_features", counting)
     caches = build_caches(tmp_path, [cnn, MUSICNN_SPECTROGRAM], tracks, workers=0)
     assert computed and all(configs == (MUSICNN_SPECTROGRAM,) for configs in computed)
     assert len(caches[MUSICNN_SPECTROGRAM].index) == len(caches[cnn].index) == len(tracks)

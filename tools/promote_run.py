@@ -21,7 +21,8 @@ sys.path.insert(0, str(HERE))
 
 from model.atomic import write_atomic  # noqa: E402
 from model.cli import ArgumentParser, die  # noqa: E402
-from model.manifest import ManifestError, copy_ensemble, describe_ensemble  # noqa: E402
+from model.manifest import ManifestError  # noqa: E402
+from model.saving import copy_ensemble, describe_ensemble  # noqa: E402
 
 PROG = "promote_run.py"
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
@@ -59,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--seed", type=int, default=0, help="seed of the selection's tie-breaks (default 0)")
     build.add_argument("--force", action="store_true", help="replace the ensemble already in --out")
     args = parser.parse_args(argv)
-    warnings.formatwarning = lambda message, *_: f"warning: {message}\n"
     folders = [Path(r) for r in args.runs]
     for folder in folders:
         if not folder.is_dir():
@@ -127,9 +125,10 @@ def build_ensemble(folders: list[Path], out: Path, method: str, rounds: int, see
     import torch
 
     from model.calibration import fit_temperature, output_log_loss, output_probabilities
-    from model.manifest import Manifest, assemble_ensemble, describe_ensemble, load_manifest
+    from model.manifest import Manifest, load_manifest
     from model.metrics import scores
     from model.runs import load_predictions
+    from model.saving import assemble_ensemble, describe_ensemble
     from model.selection import greedy_selection
 
     replaced = describe_ensemble(out)
@@ -142,8 +141,9 @@ def build_ensemble(folders: list[Path], out: Path, method: str, rounds: int, see
     runs = []
     for folder in folders:
         if not ((folder / "manifest.json").is_file() and (folder / "predictions.npz").is_file()):
-            warnings.warn(
-                f"skipping {folder}: not a finished run (no manifest.json and predictions.npz)", stacklevel=1
+            print(
+                f"warning: skipping {folder}: not a finished run (no manifest.json and predictions.npz)",
+                file=sys.stderr,
             )
             continue
         runs.append((folder, load_manifest(folder), load_predictions(folder)))

@@ -21,8 +21,9 @@ sys.path.insert(0, str(REPO))
 
 from model.cli import ArgumentParser, non_negative_int  # noqa: E402
 from model.genres import GENRES, fma_medium_prior  # noqa: E402
-from model.manifest import Manifest, MemberSpec, save_ensemble  # noqa: E402
+from model.manifest import Manifest, MemberSpec  # noqa: E402
 from model.musicnn import MUSICNN_CHUNK_SECONDS, MUSICNN_SPECTROGRAM  # noqa: E402
+from model.saving import save_ensemble  # noqa: E402
 from model.zero_shot import genre_tags_json  # noqa: E402
 
 PAIR = Path("musicnn") / "musicnn_pair.pt"
