@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 from model.cli import ArgumentParser, counted, die, non_negative_int, positive_float, positive_int, shard_arg
+from model.stopping import OutOfSpace, catch_sigterm, how_stopped
 from model.submission import file_id, find_mp3s
 
 PROG = "predict.py"
@@ -126,6 +127,7 @@ def parse_args(argv: list[str] | None) -> object:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    catch_sigterm()  # docker stop, Kubernetes, Slurm: stop as on ^C, keeping what is journaled
     # Imported here, not at the top: each decode worker re-imports this script when it starts
     # (multiprocessing's spawn) and should not pay for torch.
     import torch
@@ -155,11 +157,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stream = model.stream(todo, workers, args.batch_size, bool(args.segments), args.hop)
         collect(stream, predictions, journal, len(paths))
-    except KeyboardInterrupt:  # ^C: the decode workers are already stopped (audio.decode_many)
+    except (
+        KeyboardInterrupt
+    ) as stop:  # ^C or SIGTERM: the decode workers are already stopped (audio.decode_many)
+        word, code = how_stopped(stop)
         where = (
             f"journaled in {journal.path}; run the same command with --resume to go on" if journal else "lost"
         )
-        die(PROG, f"interrupted: {len(predictions)} of {len(paths)} files are predicted and {where}", 130)
+        die(PROG, f"{word}: {len(predictions)} of {len(paths)} files are predicted and {where}", code)
+    except OutOfSpace as error:
+        kept = (
+            f"; {len(predictions)} files are journaled: free some space and rerun with --resume"
+            if journal
+            else ""
+        )
+        die(PROG, f"{error}{kept}")
     elapsed = time.perf_counter() - start
 
     ordered = [predictions[path] for path in paths]
@@ -386,4 +398,10 @@ def summarise(predictions: list, predicted_now: int, device, elapsed: float, arg
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as stop:  # before any file was predicted: nothing to keep
+        word, code = how_stopped(stop)
+        die(PROG, f"{word} before any file was predicted", code)
+    except OutOfSpace as error:
+        die(PROG, f"{error}: free some space, or write elsewhere (--out)")

@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 from model.cli import ArgumentParser, die, non_negative_int, positive_int, shard_arg
+from model.stopping import OutOfSpace, catch_sigterm, how_stopped
 
 PROG = "train.py"
 HERE = Path(__file__).resolve().parent
@@ -233,6 +234,7 @@ def member_hparams(architectures: list[str], text: str | None, channels: list[in
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    catch_sigterm()  # docker stop, Kubernetes, Slurm: stop as on ^C, keeping the last checkpoint
     # Heavy imports here: cache workers re-import this script when they start.
     from model import distributed
     from model.device import usable_cores
@@ -541,13 +543,13 @@ def choose_run_dir(run_dir: str | None, resume: bool, root: Path) -> Path:
     return path
 
 
+KEPT = "Finished epochs are checkpointed in --run-dir and decoded tracks cached in --cache"
+
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except KeyboardInterrupt:
-        die(
-            "train.py",
-            "interrupted. Finished epochs are checkpointed in --run-dir and decoded tracks cached "
-            "in --cache: the same command with --resume goes on from there",
-            130,
-        )
+    except KeyboardInterrupt as stop:  # ^C or SIGTERM
+        word, code = how_stopped(stop)
+        die(PROG, f"{word}. {KEPT}: the same command with --resume goes on from there", code)
+    except OutOfSpace as error:
+        die(PROG, f"{error}. {KEPT}: free some space and rerun the same command with --resume")

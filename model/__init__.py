@@ -32,6 +32,7 @@ One module per idea, shared by `predict.py` and `train.py`:
 - `distributed`, `sharding`  training under torchrun; `--shard I/N` over machines
 - `metrics`      log loss, macro F1, ECE, confusion matrix, train.py's report
 - `handcrafted`, `baseline`  the FMA paper's 518 features and the scikit-learn baseline
+- `stopping`     SIGTERM handled like ^C; a full disk reported in one line
 - `atomic`, `cli`, `progress`  atomic file writes; argparse helpers; progress bars for terminals and logs
 
 Importing the package itself imports nothing heavy, so decode workers start fast:

@@ -8,6 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .stopping import NO_SPACE, out_of_space
+
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to a temp file beside `path`, fsync it, then rename it over `path`.
@@ -18,13 +20,15 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     result is kept rather than lost.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except PermissionError:
         if not os.access(path, os.W_OK):
             raise
         return _overwrite(path, data, "its folder is not writable")
+    except OSError as error:  # a full disk (no room even for a name) says so in one line
+        raise out_of_space(error, path, len(data)) from None
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
@@ -33,7 +37,9 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be read by others
         os.replace(tmp, path)
     except OSError as error:
-        Path(tmp).unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)  # the old file stays as it was
+        if error.errno in NO_SPACE:
+            raise out_of_space(error, path, len(data)) from None
         if error.errno not in (errno.EBUSY, errno.EXDEV):
             raise
         _overwrite(path, data, "it cannot be replaced (a mount point?)")

@@ -49,6 +49,7 @@ from .audio import Decoded, DecodeError, decode_many, unusable_reason
 from .progress import progress_bar
 from .sharding import Shard
 from .spectrogram import LogMel, SpectrogramConfig
+from .stopping import out_of_space
 
 # Bump when decoding or the log-mel changes in a way that alters the numbers (2: long tracks as windows)
 FEATURES_VERSION = 2
@@ -109,7 +110,10 @@ class _CacheWriter:
         if key in self.done:
             return
         if isinstance(result, np.ndarray):
-            self.data.write(result.tobytes())
+            try:
+                self.data.write(result.tobytes())
+            except OSError as error:  # a full disk: the index still covers only what is whole
+                raise out_of_space(error, self.folder / "logmel.f16", result.nbytes) from None
             self.rows.append((key, self.offset, len(result), "ok", ""))
             self.offset += len(result)
         else:
@@ -154,8 +158,13 @@ class _CacheWriter:
     def save_and_close(self) -> None:
         try:
             self.save()
+        except OSError as error:
+            raise out_of_space(error, self.folder / "logmel.f16") from None
         finally:
-            self.data.close()
+            try:
+                self.data.close()
+            except OSError:  # a full disk again: the data past the saved index is dropped on reopening
+                pass
 
     def close(self) -> FeatureCache:
         self.save_and_close()

@@ -4,7 +4,8 @@ predict.py appends one JSON line per file to `<output>.partial.jsonl` as results
 deletes the journal once the CSV is written. With --resume, entries are reused only for files
 whose name, size and modification time, and the ensemble's manifest, are unchanged, and that are
 not transient fallbacks (a decoder that crashed or timed out, a model out of memory: another try
-may succeed); everything else is predicted again. A line cut short by the interruption is ignored.
+may succeed); everything else is predicted again. A line cut short by the interruption (a kill,
+a full disk) is ignored, with a warning.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+from .stopping import out_of_space
 
 
 def journal_path(output: str | os.PathLike) -> Path:
@@ -36,11 +40,14 @@ def read_journal(path: Path, weights: str) -> dict[tuple, dict]:
     entries = {}
     if not path.exists():
         return entries
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         try:
             entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # the line being written when the run was interrupted
+        except json.JSONDecodeError:  # the line being written when the run was stopped
+            warnings.warn(
+                f"{path}, line {number}: cut short, ignored (that file is predicted again)", stacklevel=2
+            )
+            continue
         if isinstance(entry, dict) and entry.get("weights") == weights and _complete(entry):
             entries[tuple(entry["file"])] = entry
     return entries
@@ -69,8 +76,7 @@ class Journal:
         self.path, self.weights = path, weights
         self.file = open(path, "w", encoding="utf-8")
         for entry in keep:  # rewrite what is reused, drop what is stale
-            self.file.write(json.dumps(entry) + "\n")
-        self.file.flush()
+            self._write(json.dumps(entry) + "\n")
 
     def add(self, path: Path, probabilities: np.ndarray, report: dict) -> None:
         entry = {
@@ -79,8 +85,17 @@ class Journal:
             "probabilities": [float(p) for p in probabilities],
             **report,
         }
-        self.file.write(json.dumps(entry) + "\n")
-        self.file.flush()
+        self._write(json.dumps(entry) + "\n")
+
+    def _write(self, line: str) -> None:
+        try:
+            self.file.write(line)
+            self.file.flush()
+        except OSError as error:  # a full disk: OutOfSpace names the journal
+            raise out_of_space(error, self.path, len(line)) from None
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:  # what could not be flushed was reported by _write; a cut line is ignored on resume
+            pass

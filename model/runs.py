@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from .atomic import write_atomic
+from .stopping import out_of_space
 
 CONFIG, PREDICTIONS, REPORT, MANIFEST = "config.json", "predictions.npz", "report.json", "manifest.json"
 REPO = Path(__file__).resolve().parent.parent
@@ -98,27 +99,33 @@ class RunLog:
 
     def epoch(self, member: str, entry: dict, steps_per_epoch: int) -> None:
         """One epoch of `member` (a history entry with its per-step losses and learning rates)."""
-        if self.writer is None:
-            return
         first = (entry["epoch"] - 1) * steps_per_epoch
-        for i, (loss, lr) in enumerate(zip(entry["step_losses"], entry["step_lrs"])):
-            self.writer.add_scalar(f"{member}/train_loss", loss, first + i)
-            self.writer.add_scalar(f"{member}/lr", lr, first + i)
+        scalars = [(f"{member}/train_loss", loss, first + i) for i, loss in enumerate(entry["step_losses"])]
+        scalars += [(f"{member}/lr", lr, first + i) for i, lr in enumerate(entry["step_lrs"])]
         tags = {"valid_log_loss": "valid_loss", "valid_accuracy": "valid_accuracy", "valid_ece": "valid_ece"}
         for tag, key in {**tags, "epoch_seconds": "seconds"}.items():
-            self.writer.add_scalar(f"{member}/{tag}", entry[key], entry["epoch"])
-        self.writer.flush()
+            scalars.append((f"{member}/{tag}", entry[key], entry["epoch"]))
+        self._write(scalars)
 
     def ensemble(self, scores: dict[str, float]) -> None:
+        self._write([(f"ensemble/{name}", value, 0) for name, value in scores.items()])
+
+    def _write(self, scalars: list[tuple[str, float, int]]) -> None:
         if self.writer is None:
             return
-        for name, value in scores.items():
-            self.writer.add_scalar(f"ensemble/{name}", value, 0)
-        self.writer.flush()
+        try:
+            for tag, value, step in scalars:
+                self.writer.add_scalar(tag, value, step)
+            self.writer.flush()
+        except OSError as error:  # the event writer's thread reports a full disk here
+            raise out_of_space(error, self.writer.log_dir) from None
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.close()
+            except OSError:  # reported by the write that failed; the curves so far stay readable
+                pass
 
 
 def save_predictions(run_dir: Path, splits: dict[str, tuple], member_log_probs: dict[str, list]) -> None:

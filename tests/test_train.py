@@ -319,7 +319,10 @@ def test_ctrl_c_ends_training_with_one_line(dataset, tmp_path):
     assert "--resume" in stderr and not (tmp_path / "weights" / "manifest.json").exists()
 
 
-def test_resume_after_a_kill_reaches_the_same_ensemble(dataset, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_resume_after_a_kill_reaches_the_same_ensemble(dataset, tmp_path, stop):
+    """Stopped after its first checkpoint: by SIGKILL (a lost node), or by SIGTERM (docker stop,
+    Kubernetes, Slurm), which ends with one line, exit code 143 and nothing but checkpoints."""
     arguments = [
         "--members",
         "1",
@@ -354,15 +357,23 @@ def test_resume_after_a_kill_reaches_the_same_ensemble(dataset, tmp_path):
             str(dataset["audio"]),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     checkpoint = run_dir / "cnn0.ckpt"
     deadline = time.time() + 120
     while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.send_signal(stop)
+    stderr = process.communicate()[1]
     assert checkpoint.exists() and not (tmp_path / "killed" / "manifest.json").exists()
+    if stop == signal.SIGTERM:
+        assert process.returncode == 143 and "Traceback" not in stderr
+        assert (
+            stderr.strip()
+            .splitlines()[-1]
+            .startswith("train.py: error: terminated (SIGTERM). Finished epochs")
+        )
 
     refused = train(dataset, tmp_path / "killed", *arguments, run_dir=run_dir)
     assert refused.returncode == 2 and "pass --resume" in refused.stderr
