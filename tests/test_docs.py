@@ -112,6 +112,7 @@ def command_problems(paths: list[Path], help_of, repo: Path = REPO) -> list[str]
             if not script.endswith(".py"):
                 continue
             after = tokens[tokens.index(script) + 1 :]
+            after = after[: after.index("--")] if "--" in after else after  # what follows goes elsewhere
             subcommand = after[0] if after and re.fullmatch(r"[a-z]+", after[0]) else None
             text = help_of(script, subcommand) if subcommand else None
             text = text or help_of(script, None)
