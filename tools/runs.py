@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 
-from model.cli import ArgumentParser, die, positive_int  # noqa: E402
+from model.cli import ArgumentParser, counted, die, positive_int  # noqa: E402
 
 PROG = "runs.py"
 # Options that say where a run wrote or how fast it ran, not what it trained.
@@ -187,7 +187,7 @@ def build_ensemble(folders: list[Path], out: Path, method: str, rounds: int, see
     members = tuple(dataclasses.replace(candidates[i][0], weight=float(counts[i])) for i in chosen)
     prior = max(runs, key=lambda run: _training_clips(run[0]))[1].class_prior  # the largest training set's
     description = (
-        f"{len(members)} members of {len(runs)} runs ({', '.join(f.name for f, _, _ in runs)}), "
+        f"{counted(len(members), 'member')} of {counted(len(runs), 'run')} ({', '.join(f.name for f, _, _ in runs)}), "
         f"{'selected on validation' if method == 'select' else 'averaged'} by tools/runs.py build"
     )
     manifest = Manifest(runs[0][1].classes, runs[0][1].sample_rate, temperature, prior, members, description)
