@@ -258,3 +258,11 @@ def interrupt_decoding(monkeypatch, after: int) -> None:
             yield item
 
     monkeypatch.setattr("model.feature_cache.decode_many", interrupted)
+
+
+def run_predict(payload: Path, weights: Path, out: Path, *extra: str):
+    """predict.py on a folder with an ensemble, as a user runs it: the CompletedProcess."""
+    import subprocess
+
+    command = [sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--weights", str(weights)]
+    return subprocess.run([*command, "--out", str(out), *extra], capture_output=True, text=True)

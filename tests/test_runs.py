@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, make_fma_dataset, random_state_dicts, tiny_ensemble_manifest
+from conftest import REPO, make_fma_dataset, random_state_dicts, run_predict, tiny_ensemble_manifest
 from model.calibration import fit_temperature, output_log_loss
 from model.genres import GENRES
 from model.manifest import Manifest, load_manifest
@@ -134,20 +134,7 @@ def test_build_writes_a_weighted_ensemble_predict_py_loads(tmp_path, capsys):
     )
 
     csv = tmp_path / "out.csv"
-    predicted = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "predict.py"),
-            "--payload",
-            str(REPO / "examples"),
-            "--out",
-            str(csv),
-            "--weights",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    predicted = run_predict(REPO / "examples", out, csv)
     assert predicted.returncode == 0, predicted.stderr
     assert len(csv.read_text().splitlines()) == 4
 
@@ -252,19 +239,5 @@ def test_two_real_runs_are_recorded_and_combine(tmp_path):
         text=True,
     )
     assert built.returncode == 0, built.stderr
-    csv = tmp_path / "out.csv"
-    predicted = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "predict.py"),
-            "--payload",
-            str(audio / "000"),
-            "--out",
-            str(csv),
-            "--weights",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    predicted = run_predict(audio / "000", out, tmp_path / "out.csv")
     assert predicted.returncode == 0, predicted.stderr

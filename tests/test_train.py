@@ -15,7 +15,15 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from conftest import REPO, TOY_GENRES, interrupt_decoding, make_fma_dataset, sigint_enabled, toy_clip
+from conftest import (
+    REPO,
+    TOY_GENRES,
+    interrupt_decoding,
+    make_fma_dataset,
+    run_predict,
+    sigint_enabled,
+    toy_clip,
+)
 from model import fma
 from model.ensemble import load_ensemble
 from model.feature_cache import build_cache, build_caches, cache_folder
@@ -25,6 +33,7 @@ from model.spectrogram import SpectrogramConfig
 pytestmark = pytest.mark.slow  # trains networks end to end
 
 TINY = ["--channels", "8,16", "--batch-size", "8", "--lr", "3e-3", "--device", "cpu"]
+QUICK = ["--members", "1", "--epochs", "2", "--chunk-seconds", "1", "--workers", "0"]  # one short member
 
 
 @pytest.fixture(scope="module")
@@ -483,18 +492,7 @@ def test_crowdai_and_own_labels_train(dataset, tmp_path):
     tracks = fma.load_fma(dataset["metadata"], dataset["audio"])
     labels = tmp_path / "train_labels.csv"
     tracks.assign(track_id=tracks["key"].astype(int))[["track_id", "genre"]].to_csv(labels, index=False)
-    arguments = [
-        "--members",
-        "1",
-        "--epochs",
-        "2",
-        "--chunk-seconds",
-        "1",
-        "--workers",
-        "0",
-        "--min-epoch-steps",
-        "8",
-    ]
+    arguments = [*QUICK, "--min-epoch-steps", "8"]
     crowdai = train(
         dataset, tmp_path / "crowdai", "--labels", str(labels), "--audio", str(dataset["audio"]), *arguments
     )
@@ -519,18 +517,7 @@ def test_a_run_keeps_its_ensemble_and_shipping_it_is_a_deliberate_step(dataset, 
     shipped = REPO / "weights" / "manifest.json"
     before = shipped.read_bytes()
     run = tmp_path / "run"
-    quick = [
-        "--members",
-        "1",
-        "--epochs",
-        "2",
-        "--chunk-seconds",
-        "1",
-        "--workers",
-        "0",
-        "--min-epoch-steps",
-        "4",
-    ]
+    quick = [*QUICK, "--min-epoch-steps", "4"]
     result = subprocess.run(train_command(dataset, None, run, *quick), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (run / "manifest.json").is_file() and (run / "cnn0.ckpt").is_file()  # beside its checkpoints
@@ -545,7 +532,11 @@ def test_a_run_keeps_its_ensemble_and_shipping_it_is_a_deliberate_step(dataset, 
     assert "replaced: " + json.loads(before)["description"] in promoted.stdout
     assert (target / "musicnn" / "musicnn_pair.pt").is_file()  # train.py's --backbone-weights stay
     payload = dataset["audio"] / "000"
-    rows = [predict_rows(payload, weights, tmp_path / f"{weights.name}.csv") for weights in (run, target)]
+    for weights in (run, target):
+        assert (
+            run_predict(payload, weights, tmp_path / f"{weights.name}.csv", "--workers", "0").returncode == 0
+        )
+    rows = [(tmp_path / f"{weights.name}.csv").read_text() for weights in (run, target)]
     assert rows[0] == rows[1]
 
     again = subprocess.run(
@@ -555,12 +546,6 @@ def test_a_run_keeps_its_ensemble_and_shipping_it_is_a_deliberate_step(dataset, 
     assert f"replacing the ensemble in {target}: " in again.stderr  # an explicit --out says what goes
     wrong = subprocess.run([*promote[:2], str(tmp_path)], capture_output=True, text=True)
     assert wrong.returncode == 2 and "holds no ensemble" in wrong.stderr
-
-
-def predict_rows(payload: Path, weights: Path, out: Path) -> str:
-    command = [sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--weights", str(weights)]
-    subprocess.run([*command, "--out", str(out), "--workers", "0"], check=True, capture_output=True)
-    return out.read_text()
 
 
 def test_data_errors_name_the_problem(dataset, tmp_path):
