@@ -7,11 +7,11 @@ that is neither FMA's nor generated tones.
     python tools/real_corpus.py --debs debs/           # keep the downloaded .debs for a later rebuild
 
 Each entry of TABLE (tools/real_corpus_table.py) names a package, a glob of its files and the
-genre a listener would name, taken from the package's own words (description, credits, the genre tag its composer wrote into
-the file) and what is publicly known of the soundtrack, never from a model's output, so that the
-labels are an independent check. Each track gives one 30-s excerpt from its middle (the whole
-track if shorter; under 8 s it is dropped); entries of genres with few tracks ask for two or
-three excerpts spread over the track. Voice prompts of a few seconds are joined, in file order
+genre a listener would name, taken from the package's own words (description, credits, the genre
+tag its composer wrote into the file) and what is publicly known of the soundtrack, never from a
+model's output, so that the labels are an independent check. Each track gives one 30-s excerpt
+from its middle (the whole track if shorter; under 8 s it is dropped); entries of genres with few
+tracks ask for two or three excerpts spread over the track. Voice prompts of a few seconds are joined, in file order
 with short pauses, into ~25-s clips: what speech sounds like.
 
 The split is by package, as FMA's artist filter is by artist: every package lies wholly in one
