@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from model import fma
+    from model.atomic import write_atomic
     from model.genres import GENRES
     from model.metrics import confusion_png, scores
     from model.submission import file_id, find_mp3s, validate_submission
@@ -117,9 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     report = Path(args.report or path.with_suffix(".report.json"))
     confusion = Path(args.confusion or path.with_suffix(".confusion.png"))
-    report.write_text(
-        json.dumps({"predictions": str(path), "labels": args.labels, **result}, indent=1) + "\n"
-    )
+    record = {"predictions": str(path), "labels": args.labels, **result}
+    write_atomic(report, (json.dumps(record, indent=1) + "\n").encode())
     confusion_png(
         result["confusion"],
         confusion,
@@ -130,4 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from model.stopping import OutOfSpace
+
+    try:
+        sys.exit(main())
+    except OutOfSpace as error:  # --report or --confusion on a full disk
+        die("evaluate.py", str(error))

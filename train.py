@@ -500,17 +500,18 @@ def member_plans(args) -> list:
 
 def write_ensemble(out: Path, manifest, states: dict, report: dict) -> None:
     """The ensemble (manifest last, atomically), report.json and confusion.png; the report's table."""
+    from model.atomic import write_atomic
     from model.metrics import confusion_png, report_table
     from model.saving import describe_ensemble, save_ensemble
 
     replaced = describe_ensemble(out)  # only a deliberate --out holds one
     if replaced:
         print(f"replacing the ensemble in {out}: {replaced}", file=sys.stderr)
-    save_ensemble(out, manifest, states)
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     ensemble, split = report["ensemble"], report["split"]
+    write_atomic(out / "report.json", (json.dumps(report, indent=1) + "\n").encode())
     title = f"ensemble on the {split} split: log loss {ensemble['log_loss']:.3f}, macro F1 {ensemble['macro_f1']:.3f}"
     confusion_png(ensemble["confusion"], out / "confusion.png", title)
+    save_ensemble(out, manifest, states)  # last: its manifest is the commit point
     clips = sum(sum(row) for row in ensemble["confusion"])
     print(f"\n{split} split ({clips} clips); class-prior log loss {report['prior_log_loss']:.3f}")
     print(report_table(report))

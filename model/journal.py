@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomic
 from .stopping import out_of_space
 
 
@@ -72,11 +73,11 @@ class Journal:
     """Appends finished predictions; a line is complete on disk before the next starts."""
 
     def __init__(self, path: Path, weights: str, keep: list[dict]):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.weights = path, weights
-        self.file = open(path, "w", encoding="utf-8")
-        for entry in keep:  # rewrite what is reused, drop what is stale
-            self._write(json.dumps(entry) + "\n")
+        # What is reused, without what is stale, replaces the old journal in one step: a run
+        # killed at this point still finds every kept entry.
+        write_atomic(path, "".join(json.dumps(entry) + "\n" for entry in keep).encode())
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 -- closed in close()
 
     def add(self, path: Path, probabilities: np.ndarray, report: dict) -> None:
         entry = {

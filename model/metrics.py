@@ -8,11 +8,13 @@ matrix and a PNG of it.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 from sklearn import metrics as skm
 
+from .atomic import write_atomic
 from .genres import GENRES
 
 CLASSES = list(range(len(GENRES)))
@@ -93,8 +95,10 @@ def confusion_png(confusion: list[list[int]], path: str | Path, title: str) -> N
                 )
     figure.colorbar(image, ax=axes, fraction=0.04, label="fraction of the true class (row)")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    image_bytes = io.BytesIO()
+    figure.savefig(image_bytes, format="png", dpi=110)
     plt.close(figure)
+    write_atomic(path, image_bytes.getvalue())  # a full disk: one line naming the file
 
 
 def training_report(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -266,3 +269,19 @@ def run_predict(payload: Path, weights: Path, out: Path, *extra: str):
 
     command = [sys.executable, str(REPO / "predict.py"), "--payload", str(payload), "--weights", str(weights)]
     return subprocess.run([*command, "--out", str(out), *extra], capture_output=True, text=True)
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size_kb: int, free_kb: int):
+    """`folder` as a `size_kb` tmpfs with about `free_kb` left free (a filler file takes the
+    rest; `folder / "filler"`, delete it to make room). Needs root to mount (CI runs as root);
+    elsewhere the test is skipped."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        (folder / "filler").write_bytes(b"x" * ((size_kb - free_kb) * 1024))
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=False)

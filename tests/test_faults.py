@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import conftest
 from conftest import REPO
 from model.atomic import write_atomic
 from model.journal import Journal, read_journal
@@ -76,48 +77,106 @@ def payload(tmp_path_factory, clips) -> Path:
     return folder
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the decode workers")
-def test_sigterm_stops_predict_py_in_one_line_keeps_the_journal_and_resume_matches(
-    payload, tiny_weights, tmp_path
-):
-    common = [
-        "--payload",
-        str(payload),
-        "--weights",
-        str(tiny_weights),
-        "--workers",
-        "2",
-        "--batch-size",
-        "4",
-    ]
-    straight = tmp_path / "straight.csv"
-    subprocess.run([*PREDICT, *common, "--out", str(straight)], check=True, capture_output=True)
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    from conftest import random_state_dicts, tiny_ensemble_manifest
+    from model.saving import save_ensemble
 
-    out = tmp_path / "out.csv"
-    journal = out.with_name("out.csv.partial.jsonl")
-    process = subprocess.Popen([*PREDICT, *common, "--out", str(out)], stderr=subprocess.PIPE, text=True)
-    deadline, workers = time.time() + 120, set()
+    folder = tmp_path_factory.mktemp("fault-weights")
+    manifest = tiny_ensemble_manifest()
+    save_ensemble(folder, manifest, random_state_dicts(manifest))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def common(payload, weights) -> list[str]:
+    return ["--payload", str(payload), "--weights", str(weights), "--workers", "2", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def straight(common, tmp_path_factory) -> str:
+    """The rows of an uninterrupted run: what every stopped and resumed run must give."""
+    out = tmp_path_factory.mktemp("straight") / "straight.csv"
+    subprocess.run([*PREDICT, *common, "--out", str(out)], check=True, capture_output=True)
+    return out.read_text()
+
+
+def resume(common: list[str], out: Path, kept: int) -> str:
+    resumed = subprocess.run(
+        [*PREDICT, *common, "--out", str(out), "--resume"], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: {kept} of 41 files already predicted" in resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    return out.read_text()
+
+
+def stop_between_batches(command: list[str], journal: Path, stop: int) -> tuple[int, str, set[int]]:
+    """Start `command`, send `stop` once 8 rows are journaled; (exit code, stderr, its children)."""
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline, children = time.time() + 120, set()
     while time.time() < deadline and process.poll() is None:
-        workers |= children_of(process.pid)
+        children |= children_of(process.pid)
         if journal.exists() and len(journal.read_text().splitlines()) >= 8:
             break  # between batches, decoding under way
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop)
     stderr = process.communicate(timeout=60)[1]
-    assert process.returncode == 143, stderr
+    return process.returncode, stderr, children
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the decode workers")
+def test_sigterm_stops_predict_py_in_one_line_keeps_the_journal_and_resume_matches(
+    common, straight, tmp_path
+):
+    out = tmp_path / "out.csv"
+    journal = out.with_name("out.csv.partial.jsonl")
+    code, stderr, workers = stop_between_batches(
+        [*PREDICT, *common, "--out", str(out)], journal, signal.SIGTERM
+    )
+    assert code == 143, stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("predict.py: error: terminated (SIGTERM): ") and "--resume" in last, stderr
     assert "Traceback" not in stderr and not out.exists()
     assert workers and survivors(workers) == {}  # no decode worker left behind
     kept = len(journal.read_text().splitlines())
     assert 8 <= kept < 41
+    assert resume(common, out, kept) == straight  # the same rows, to the last digit
 
-    resumed = subprocess.run(
-        [*PREDICT, *common, "--out", str(out), "--resume"], capture_output=True, text=True
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming: {kept} of 41 files already predicted" in resumed.stderr
-    assert out.read_text() == straight.read_text()  # the same rows, to the last digit
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the decode workers")
+def test_sigkill_between_batches_loses_nothing_journaled_and_the_workers_end(common, straight, tmp_path):
+    out = tmp_path / "out.csv"
+    journal = out.with_name("out.csv.partial.jsonl")
+    code, _, workers = stop_between_batches([*PREDICT, *common, "--out", str(out)], journal, signal.SIGKILL)
+    assert code == -signal.SIGKILL and not out.exists()
+    assert workers and survivors(workers) == {}  # orphaned, they still end: their pipe closed
+    kept = len(journal.read_text().splitlines())
+    assert resume(common, out, kept) == straight
+
+
+@pytest.mark.slow  # three kills and resumes: ~30 s
+@pytest.mark.parametrize(
+    "points, kept",
+    [
+        (["journal:10"], 9),
+        (["journal:10", "file:out.csv.partial.jsonl"], 9),
+        (["file:out.csv"], 41),
+    ],
+    ids=["mid-journal-line", "then-while-resume-rewrites-the-journal", "while-writing-the-csv"],
+)
+def test_sigkill_mid_write_then_resume_gives_the_same_rows(common, straight, tmp_path, points, kept):
+    """Killed with half a line in the journal, with half the kept journal in its temp file while a
+    resumed run rewrites it, or with half the CSV in its temp file: the next --resume ignores the
+    cut line (with a warning) and the temp files, and gives the uninterrupted run's rows."""
+    out = tmp_path / "out.csv"
+    for n, point in enumerate(points):
+        kill_at = [sys.executable, str(REPO / "tests" / "kill_at.py"), point]
+        command = [*kill_at, str(REPO / "predict.py"), *common, "--out", str(out)] + ["--resume"] * (n > 0)
+        killed = subprocess.run(command, capture_output=True, text=True)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr  # the point was reached
+        assert not out.exists()
+    assert resume(common, out, kept) == straight
 
 
 def test_sigterm_before_any_file_is_one_line(tiny_weights, payload, tmp_path):
@@ -143,23 +202,13 @@ def test_sigterm_before_any_file_is_one_line(tiny_weights, payload, tmp_path):
 
 @pytest.fixture
 def small_disk(tmp_path) -> Path:
-    """A 256 kB filesystem: tmpfs when this runs as root (CI does), else the test is skipped (the
-    injected-error tests below cover each write site everywhere)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if (
-        os.geteuid() != 0
-        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)]).returncode
-    ):
-        pytest.skip("needs root to mount a small tmpfs")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False)
+    with conftest.small_disk(tmp_path / "small", 256, free_kb=16) as folder:
+        yield folder
 
 
 def test_a_full_disk_under_the_output_is_one_line_and_resume_finishes_elsewhere(
     payload, tiny_weights, small_disk, tmp_path
 ):
-    (small_disk / "filler").write_bytes(b"x" * (256 * 1024 - 4096 * 4))  # leaves a few pages
     out = small_disk / "out.csv"
     common = ["--payload", str(payload), "--weights", str(tiny_weights), "--workers", "2"]
     result = subprocess.run([*PREDICT, *common, "--out", str(out)], capture_output=True, text=True)

@@ -22,6 +22,7 @@ from conftest import (
     make_fma_dataset,
     run_predict,
     sigint_enabled,
+    small_disk,
     toy_clip,
 )
 from model import fma
@@ -328,43 +329,26 @@ def test_ctrl_c_ends_training_with_one_line(dataset, tmp_path):
     assert "--resume" in stderr and not (tmp_path / "weights" / "manifest.json").exists()
 
 
+KILL_ARGUMENTS = ["--members", "1", "--epochs", "4", "--chunk-seconds", "1", "--workers", "0"]
+KILL_ARGUMENTS += ["--min-epoch-steps", "8"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dataset, tmp_path_factory) -> list[str]:
+    """The member hashes of a run never stopped: what every stopped and resumed run must reach."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    straight = train(dataset, folder / "weights", *KILL_ARGUMENTS, run_dir=folder / "run")
+    assert straight.returncode == 0, straight.stderr
+    return member_hashes(folder / "weights")
+
+
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_resume_after_a_kill_reaches_the_same_ensemble(dataset, tmp_path, stop):
+def test_resume_after_a_kill_reaches_the_same_ensemble(dataset, tmp_path, stop, uninterrupted):
     """Stopped after its first checkpoint: by SIGKILL (a lost node), or by SIGTERM (docker stop,
     Kubernetes, Slurm), which ends with one line, exit code 143 and nothing but checkpoints."""
-    arguments = [
-        "--members",
-        "1",
-        "--epochs",
-        "4",
-        "--chunk-seconds",
-        "1",
-        "--workers",
-        "0",
-        "--min-epoch-steps",
-        "8",
-    ]
-    straight = train(dataset, tmp_path / "straight", *arguments, run_dir=tmp_path / "run_straight")
-    assert straight.returncode == 0, straight.stderr
-
     run_dir = tmp_path / "run_killed"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "train.py"),
-            "--cache",
-            str(dataset["cache"]),
-            "--out",
-            str(tmp_path / "killed"),
-            "--run-dir",
-            str(run_dir),
-            *TINY,
-            *arguments,
-            "--metadata",
-            str(dataset["metadata"]),
-            "--audio",
-            str(dataset["audio"]),
-        ],
+        train_command(dataset, tmp_path / "killed", run_dir, *KILL_ARGUMENTS),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -384,13 +368,55 @@ def test_resume_after_a_kill_reaches_the_same_ensemble(dataset, tmp_path, stop):
             .startswith("train.py: error: terminated (SIGTERM). Finished epochs")
         )
 
-    refused = train(dataset, tmp_path / "killed", *arguments, run_dir=run_dir)
+    refused = train(dataset, tmp_path / "killed", *KILL_ARGUMENTS, run_dir=run_dir)
     assert refused.returncode == 2 and "pass --resume" in refused.stderr
 
-    resumed = train(dataset, tmp_path / "killed", *arguments, "--resume", run_dir=run_dir)
+    resumed = train(dataset, tmp_path / "killed", *KILL_ARGUMENTS, "--resume", run_dir=run_dir)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming after epoch" in resumed.stderr
-    assert member_hashes(tmp_path / "killed") == member_hashes(tmp_path / "straight")
+    assert member_hashes(tmp_path / "killed") == uninterrupted
+
+
+def test_sigkill_mid_writes_then_resume_reaches_the_same_ensemble(dataset, tmp_path, uninterrupted):
+    """Killed (tests/kill_at.py) with half a spectrogram in the feature cache's data file, then on
+    resuming with half the second checkpoint in its temp file, then with half the manifest in
+    its temp file: each --resume reads only what is whole, and the last reaches the
+    uninterrupted run's ensemble."""
+    run_dir, out, cache = tmp_path / "run", tmp_path / "weights", ["--cache", str(tmp_path / "cache")]
+    for n, point in enumerate(["cache:30", "file:cnn0.ckpt:2", "file:manifest.json"]):
+        kill_at = (sys.executable, str(REPO / "tests" / "kill_at.py"), point)
+        resume = ["--resume"] * (n > 0)
+        command = train_command(dataset, out, run_dir, *KILL_ARGUMENTS, *cache, *resume, launcher=kill_at)
+        killed = subprocess.run(command, capture_output=True, text=True)
+        assert killed.returncode == -signal.SIGKILL, (point, killed.stderr)  # the point was reached
+        assert "Traceback" not in killed.stderr and not (out / "manifest.json").exists()
+
+    resumed = train(dataset, out, *KILL_ARGUMENTS, *cache, "--resume", run_dir=run_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    assert member_hashes(out) == uninterrupted
+
+
+@pytest.mark.parametrize("folder", ["--cache", "--run-dir", "--out"])
+def test_a_full_disk_stops_training_in_one_line_and_resume_finishes(dataset, tmp_path, folder, uninterrupted):
+    """The feature cache (5 MB here), the run folder (a 150 kB checkpoint) or the weights (~130
+    kB) on a tmpfs with 64 kB free: one line naming the file, exit code 1, no manifest; once there
+    is room, --resume reaches the uninterrupted run's ensemble."""
+    places = {"--cache": tmp_path / "cache", "--run-dir": tmp_path / "run", "--out": tmp_path / "weights"}
+    with small_disk(tmp_path / "small", 16384, free_kb=64) as disk:
+        places[folder] = disk / "here"
+        arguments = [*KILL_ARGUMENTS, "--cache", str(places["--cache"])]
+        full = train(dataset, places["--out"], *arguments, run_dir=places["--run-dir"])
+        assert full.returncode == 1, full.stderr
+        last = full.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"train.py: error: no space left to write {disk}/here/"), full.stderr
+        assert "free some space and rerun the same command with --resume" in last
+        assert "Traceback" not in full.stderr and not (places["--out"] / "manifest.json").exists()
+
+        (disk / "filler").unlink()
+        resumed = train(dataset, places["--out"], *arguments, "--resume", run_dir=places["--run-dir"])
+        assert resumed.returncode == 0, resumed.stderr
+        assert member_hashes(places["--out"]) == uninterrupted
 
 
 def test_cache_is_reused_keyed_by_config_and_resumable(dataset, tmp_path, monkeypatch, capsys):
