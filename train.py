@@ -18,6 +18,7 @@ evaluated on validation -> ONE temperature fitted on the averaged validation log
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import warnings
@@ -551,6 +552,8 @@ if __name__ == "__main__":
         sys.exit(main())
     except KeyboardInterrupt as stop:  # ^C or SIGTERM
         word, code = how_stopped(stop)
+        if os.environ.get("RANK", "0") != "0":  # under torchrun every rank stops alike: rank 0 says so
+            raise SystemExit(code) from None
         die(PROG, f"{word}. {KEPT}: the same command with --resume goes on from there", code)
     except OutOfSpace as error:
         die(PROG, f"{error}. {KEPT}: free some space and rerun the same command with --resume")

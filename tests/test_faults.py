@@ -18,54 +18,12 @@ import numpy as np
 import pytest
 
 import conftest
-from conftest import REPO
+from conftest import REPO, children_of, survivors
 from model.atomic import write_atomic
 from model.journal import Journal, read_journal
 from model.stopping import OutOfSpace
 
 PREDICT = [sys.executable, str(REPO / "predict.py")]
-
-
-def children_of(pid: int) -> set[int]:
-    """Every live descendant of `pid` (from /proc)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def survivors(pids: set[int], grace: float = 10.0) -> dict[int, str]:
-    """The command lines of the `pids` still alive after `grace` seconds. Multiprocessing's
-    resource tracker ends only once it reads its pipe's end, a moment after the parent has exited;
-    a leaked worker would stay."""
-    deadline = time.time() + grace
-    while time.time() < deadline and any(alive(pid) for pid in pids):
-        time.sleep(0.1)
-    left = {}
-    for pid in pids:
-        if alive(pid):
-            try:
-                left[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-    return left
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from test_train import assert_every_member_beats_the_prior, member_hashes, train_command
 
-from conftest import REPO, interrupt_decoding, make_fma_dataset
+from conftest import REPO, children_of, interrupt_decoding, make_fma_dataset, survivors
 from model import fma
 from model.feature_cache import build_caches, cache_folder, part_folder
 from model.sharding import Shard
@@ -44,7 +44,7 @@ def assert_every_rank_exited_cleanly(result: subprocess.CompletedProcess) -> Non
         assert sign not in result.stderr, result.stderr[-3000:]
 
 
-def test_torchrun_trains_two_ranks_in_step_and_resumes_after_a_kill(dataset, tmp_path):
+def test_torchrun_trains_two_ranks_in_step_and_resumes_after_sigterm_and_sigkill(dataset, tmp_path):
     straight = subprocess.run(
         train_command(
             dataset, tmp_path / "straight", tmp_path / "run_straight", *ONE_MEMBER, launcher=TORCHRUN
@@ -62,18 +62,34 @@ def test_torchrun_trains_two_ranks_in_step_and_resumes_after_a_kill(dataset, tmp
     assert_every_member_beats_the_prior(report)
     assert report["ensemble"]["log_loss"] < 0.5 * report["prior_log_loss"]
 
+    # SIGTERM to torchrun alone, as docker stop, Kubernetes or Slurm send it: torchrun passes it
+    # to every rank, each keeps its checkpoint and ends at once, rank 0 says so in one line.
     run_dir = tmp_path / "run_killed"
     command = train_command(dataset, tmp_path / "killed", run_dir, *ONE_MEMBER, launcher=TORCHRUN)
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    checkpoint = run_dir / "cnn0.ckpt"
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    checkpoint, ranks = run_dir / "cnn0.ckpt", set()
     deadline = time.time() + 180
     while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        ranks |= children_of(process.pid)
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)  # torchrun and both ranks, as a lost node would
-    process.wait()
+    process.send_signal(signal.SIGTERM)
+    stderr = process.communicate(timeout=120)[1]
+    assert ranks and survivors(ranks) == {}
+    assert stderr.count("train.py: error: terminated (SIGTERM). Finished epochs") == 1, stderr[-3000:]
+    assert "Received 15 death signal" in stderr  # torchrun's own word (and its exit code 1)
     assert checkpoint.exists() and not (tmp_path / "killed" / "manifest.json").exists()
+
+    # then SIGKILL to torchrun and both ranks while they train on, as a lost node would
+    process = subprocess.Popen(
+        [*command, "--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    first = checkpoint.stat().st_mtime_ns
+    deadline = time.time() + 180
+    while checkpoint.stat().st_mtime_ns == first and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "manifest.json").exists()
 
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
     assert_every_rank_exited_cleanly(resumed)
