@@ -63,15 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     from model import fma
     from model.atomic import write_atomic
     from model.genres import GENRES
+    from model.library import find_inputs
     from model.metrics import confusion_png, scores
-    from model.submission import file_id, find_mp3s, validate_submission
+    from model.submission import validate_submission
 
     prog, path = "evaluate.py", Path(args.predictions)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         die(prog, f"cannot read {path}: {error}")
-    expected = [file_id(p) for p in find_mp3s(args.payload)] if args.payload else None
+    expected = find_inputs(args.payload).ids if args.payload else None
     problems = validate_submission(text, expected)
     if problems:
         print(f"{path}: INVALID submission, {len(problems)} problem(s):", file=sys.stderr)

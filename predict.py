@@ -2,6 +2,7 @@
 """Genre probabilities for every mp3 in a folder, as the WWW2018 grader's CSV; or the top genres of a few files.
 
     python predict.py --payload DIR [--out FILE] [--weights DIR] [--device auto|cpu|cuda]
+    python predict.py --payload LIBRARY --recursive      # every audio file at any depth, ids Artist/Album/track
     python predict.py FILE [FILE ...] [--top-k 3]        # a readable table of each file's top genres
     ... --segments SEGMENTS.csv                          # also genres over time (file_id, start, end, 16 genres)
 
@@ -23,9 +24,19 @@ import time
 import warnings
 from pathlib import Path
 
-from model.cli import ArgumentParser, counted, die, non_negative_int, positive_float, positive_int, shard_arg
+from model.cli import (
+    ArgumentParser,
+    counted,
+    die,
+    extensions_arg,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    shard_arg,
+)
+from model.library import AUDIO_EXTENSIONS, Inputs, find_inputs
 from model.stopping import OutOfSpace, catch_sigterm, how_stopped
-from model.submission import file_id, find_mp3s
+from model.submission import file_id
 
 PROG = "predict.py"
 HERE = Path(__file__).resolve().parent
@@ -42,6 +53,21 @@ def parse_args(argv: list[str] | None) -> object:
     )
     parser.add_argument(
         "--payload", default=None, help="folder of mp3 files (default: $TEST_DIRECTORY or /crowdai-payload)"
+    )
+    parser.add_argument(
+        "--recursive",
+        action="store_true",
+        help="every audio file under --payload at any depth (a music library), each file_id its path "
+        "relative to the folder without the extension (default: the grader's rule, the mp3s directly "
+        "in the folder, file_id the name)",
+    )
+    parser.add_argument(
+        "--extensions",
+        type=extensions_arg,
+        default=None,
+        metavar="LIST",
+        help=f"audio file extensions to take, comma-separated (default: mp3; with --recursive: "
+        f"{','.join(AUDIO_EXTENSIONS)})",
     )
     parser.add_argument(
         "--out",
@@ -111,6 +137,8 @@ def parse_args(argv: list[str] | None) -> object:
         parser.error("give FILEs or --payload, not both")
     if args.files and args.resume:
         parser.error("--resume is for --payload runs")
+    if args.files and (args.recursive or args.extensions):
+        parser.error("--recursive and --extensions choose what a --payload folder gives, not FILEs")
     if args.files and args.shard:
         parser.error("--shard splits a --payload folder; with FILEs, give each machine its own files")
     if args.segments and args.resume:
@@ -140,23 +168,25 @@ def main(argv: list[str] | None = None) -> int:
         problem = target and unwritable_reason(target)  # found now, not after the model has loaded
         if problem:
             die(PROG, f"{flag} {target}: {problem}", 2)
-    paths = list_inputs(args)
+    inputs = list_inputs(args)
+    paths, ids = inputs.files, dict(zip(inputs.files, inputs.ids))
     workers = args.workers if args.workers is not None else default_workers()
     torch.set_num_threads(usable_cores())  # torch's default counts a quota-limited container's host cores
     model = load_model(args.weights, args.device, args.backend)
-    announce(model, paths, args.payload, workers)
-    if not paths:
+    announce(model, paths, args, workers)
+    if not paths and not args.files:
         print(
-            f"warning: {args.payload} holds no .mp3 files: the CSV will have its header only", file=sys.stderr
+            f"warning: {args.payload} holds no {kind_of_files(args)}: the CSV will have its header only",
+            file=sys.stderr,
         )
 
     # Finished predictions are journaled beside the output, so an interrupted run can be resumed.
-    journal, predictions = open_journal(args, paths)
+    journal, predictions = open_journal(args, paths, ids)
     todo = [path for path in paths if path not in predictions]
     start = time.perf_counter()
     try:
         stream = model.stream(todo, workers, args.batch_size, bool(args.segments), args.hop)
-        collect(stream, predictions, journal, len(paths))
+        collect(stream, predictions, journal, ids, len(paths))
     except (
         KeyboardInterrupt
     ) as stop:  # ^C or SIGTERM: the decode workers are already stopped (audio.decode_many)
@@ -175,12 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
 
     ordered = [predictions[path] for path in paths]
-    write_outputs(args, ordered, model.genres)
+    write_outputs(args, ordered, ids, inputs.skipped, model.genres)
     if journal:
         journal.path.unlink(missing_ok=True)  # the CSV is complete: nothing left to resume
     if args.files:
         print(top_genres_table(ordered, model.genres, args.top_k))
-    summarise(ordered, len(todo), model.device, elapsed, args)
+    summarise(ordered, inputs.skipped, len(todo), model.device, elapsed, args)
     return 0
 
 
@@ -201,7 +231,7 @@ def load_model(weights: str, device: str, backend: str):
     return model
 
 
-def open_journal(args, paths: list[Path]):
+def open_journal(args, paths: list[Path], ids: dict[Path, str]):
     """(journal or None, {path: Prediction} reused from an interrupted run's journal with --resume)."""
     import numpy as np
 
@@ -210,8 +240,8 @@ def open_journal(args, paths: list[Path]):
 
     if not args.out:
         return None, {}
-    journal_file, weights = journal_path(args.out), weights_signature(args.weights)
-    reused = reusable_entries(journal_file, weights, paths) if args.resume else {}
+    journal_file, weights, root = journal_path(args.out), weights_signature(args.weights), Path(args.payload)
+    reused = reusable_entries(journal_file, weights, paths, root) if args.resume else {}
     if args.resume:
         print(f"resuming: {len(reused)} of {len(paths)} files already predicted", file=sys.stderr)
     elif journal_file.exists():
@@ -221,7 +251,7 @@ def open_journal(args, paths: list[Path]):
             file=sys.stderr,
         )
     try:
-        journal = Journal(journal_file, weights, list(reused.values()))
+        journal = Journal(journal_file, weights, list(reused.values()), root)
     except OSError as error:
         die(PROG, f"cannot write beside --out {args.out}: {error.strerror or error}")
     fields = ("status", "seconds", "decoder", "reason")
@@ -232,7 +262,7 @@ def open_journal(args, paths: list[Path]):
     return journal, predictions
 
 
-def collect(stream, predictions: dict, journal, total: int) -> None:
+def collect(stream, predictions: dict, journal, ids: dict[Path, str], total: int) -> None:
     """Predictions from `stream` into `predictions` (and the journal), with a progress bar."""
     from model.progress import progress_bar
 
@@ -241,7 +271,7 @@ def collect(stream, predictions: dict, journal, total: int) -> None:
         for prediction in stream:
             predictions[prediction.path] = prediction
             if journal:
-                journal.add(prediction.path, prediction.probabilities, report_entry(prediction))
+                journal.add(prediction.path, prediction.probabilities, report_entry(prediction, ids))
             progress.update()
     finally:
         progress.close()
@@ -249,7 +279,7 @@ def collect(stream, predictions: dict, journal, total: int) -> None:
             journal.close()
 
 
-def write_outputs(args, ordered: list, genres: list[str]) -> None:
+def write_outputs(args, ordered: list, ids: dict[Path, str], skipped: list, genres: list[str]) -> None:
     """The CSV (atomically; a failure is fatal), the segments CSV, the report (a failure warns)."""
     import numpy as np
 
@@ -259,43 +289,52 @@ def write_outputs(args, ordered: list, genres: list[str]) -> None:
     if args.out:
         probabilities = np.stack([p.probabilities for p in ordered]) if ordered else np.zeros((0, 16))
         try:
-            write_submission(args.out, [file_id(p.path) for p in ordered], probabilities)
+            write_submission(args.out, [ids[p.path] for p in ordered], probabilities)
         except (OSError, ValueError) as error:  # ValueError: the CSV would be invalid
             die(PROG, f"cannot write output: {error}")
     if args.segments:
         try:
-            write_atomic(args.segments, segments_csv(ordered, genres).encode())
+            write_atomic(args.segments, segments_csv(ordered, ids, genres).encode())
         except OSError as error:
             die(PROG, f"cannot write --segments {args.segments}: {error}")
     if args.report:
         try:
-            write_atomic(args.report, json.dumps([report_entry(p) for p in ordered], indent=1).encode())
+            entries = [report_entry(p, ids) for p in ordered]
+            entries += [{"path": str(path), "status": "skipped", "reason": why} for path, why in skipped]
+            write_atomic(args.report, json.dumps(entries, indent=1).encode())
         except OSError as error:  # the CSV is written: say so, but do not fail the run over the report
             print(f"warning: cannot write --report {args.report}: {error}", file=sys.stderr)
 
 
-def list_inputs(args) -> list[Path]:
-    """The files to predict: the FILEs as given (each must exist), or the payload's mp3s."""
+def list_inputs(args) -> Inputs:
+    """The files to predict with their ids: the FILEs as given (each must exist), or the payload's."""
     if args.files:
         paths = [Path(f) for f in args.files]
         for path in paths:
             if not path.is_file():
                 die(PROG, f"{path}: no such file", 2)
-        return paths
+        return Inputs(paths, [file_id(p) for p in paths])
     payload = Path(args.payload)
     if not payload.is_dir():
         die(PROG, f"payload folder {payload} does not exist or is not a folder", 2)
     try:
-        paths = drop_duplicate_ids(find_mp3s(payload))
+        inputs = find_inputs(payload, args.recursive, args.extensions)
     except OSError as error:
         die(PROG, f"cannot list payload folder {payload}: {error.strerror}")
     if args.shard:
-        print(f"shard {args.shard}: {len(args.shard.take(paths))} of the {len(paths)} files", file=sys.stderr)
-        return args.shard.take(paths)
-    return paths
+        shard = args.shard.take(inputs.files)
+        print(f"shard {args.shard}: {len(shard)} of the {len(inputs.files)} files", file=sys.stderr)
+        return inputs.take(shard)
+    return inputs
 
 
-def announce(model, paths: list[Path], payload: str | None, workers: int) -> None:
+def kind_of_files(args) -> str:
+    if args.extensions or args.recursive:
+        return "audio files (" + ",".join(args.extensions or AUDIO_EXTENSIONS) + ")"
+    return ".mp3 files"
+
+
+def announce(model, paths: list[Path], args, workers: int) -> None:
     manifest = model.ensemble.manifest
     if manifest.prior_only:
         print(
@@ -310,7 +349,13 @@ def announce(model, paths: list[Path], payload: str | None, workers: int) -> Non
             file=sys.stderr,
         )
     members = ", ".join(m.name for m in manifest.members)
-    where = counted(len(paths), "mp3 file") + f" in {payload}" if payload else counted(len(paths), "file")
+    if args.files:
+        where = counted(len(paths), "file")
+    else:
+        noun = "audio file" if args.recursive or args.extensions else "mp3 file"
+        where = counted(len(paths), noun) + (
+            f" under {args.payload}" if args.recursive else f" in {args.payload}"
+        )
     print(
         f"{where}; ensemble: {members}; device: {model.device} ({model.ensemble.backend}); "
         f"{counted(workers, 'decode worker')}",
@@ -334,7 +379,7 @@ def top_genres_table(predictions: list, genres: list[str], k: int) -> str:
     return "\n".join(lines)
 
 
-def segments_csv(predictions: list, genres: list[str]) -> str:
+def segments_csv(predictions: list, ids: dict[Path, str], genres: list[str]) -> str:
     """file_id, start, end, 16 genres: one line per segment of every prediction."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -342,29 +387,14 @@ def segments_csv(predictions: list, genres: list[str]) -> str:
     for prediction in predictions:
         for row in prediction.segments:
             writer.writerow(
-                [file_id(prediction.path), f"{row[0]:.3f}", f"{row[1]:.3f}", *(f"{v:.6f}" for v in row[2:])]
+                [ids[prediction.path], f"{row[0]:.3f}", f"{row[1]:.3f}", *(f"{v:.6f}" for v in row[2:])]
             )
     return text.getvalue()
 
 
-def drop_duplicate_ids(paths: list[Path]) -> list[Path]:
-    """Keep the first of files that would share a `file_id` (`a.mp3` and `a.MP3`): the CSV can
-    hold only one row per id."""
-    seen: dict[str, Path] = {}
-    for path in paths:
-        if file_id(path) in seen:
-            first = seen[file_id(path)].name
-            print(
-                f"note: {path.name} has the same file_id as {first}: only {first} gets a row", file=sys.stderr
-            )
-        else:
-            seen[file_id(path)] = path
-    return list(seen.values())
-
-
-def report_entry(prediction) -> dict:
+def report_entry(prediction, ids: dict[Path, str]) -> dict:
     return {
-        "file_id": file_id(prediction.path),
+        "file_id": ids[prediction.path],
         "status": prediction.status,
         "seconds": round(prediction.seconds, 3),
         "decoder": prediction.decoder,
@@ -373,7 +403,7 @@ def report_entry(prediction) -> dict:
     }
 
 
-def summarise(predictions: list, predicted_now: int, device, elapsed: float, args) -> None:
+def summarise(predictions: list, skipped: list, predicted_now: int, device, elapsed: float, args) -> None:
     fallbacks = [p for p in predictions if p.status == "fallback"]
     outputs = [
         args.out,
@@ -388,13 +418,26 @@ def summarise(predictions: list, predicted_now: int, device, elapsed: float, arg
     )
     lines = [
         f"wrote {written}: {counted(len(predictions), 'row')}, {counted(len(fallbacks), 'fallback')} "
-        f"to the class prior; device {device}; {speed}"
+        f"to the class prior{', ' + counted(len(skipped), 'item') + ' skipped' if skipped else ''}; "
+        f"device {device}; {speed}"
     ]
     shown = 20
-    lines += [f"  fallback {p.path.name}: {p.reason}" for p in fallbacks[:shown]]
+    root = None if args.files else Path(args.payload)
+    lines += [f"  fallback {shown_path(p.path, root)}: {p.reason}" for p in fallbacks[:shown]]
     if len(fallbacks) > shown:
-        lines.append(f"  ... and {len(fallbacks) - shown} more (see --report)")
+        lines.append(f"  ... and {len(fallbacks) - shown} more fallbacks (see --report)")
+    lines += [f"  skipped {shown_path(path, root)}: {why}" for path, why in skipped[:shown]]
+    if len(skipped) > shown:
+        lines.append(f"  ... and {len(skipped) - shown} more skipped (see --report)")
     print("\n".join(lines), file=sys.stderr)
+
+
+def shown_path(path: Path, root: Path | None) -> str:
+    """A file as the summary names it: relative to the payload (its name, in the grader's layout)."""
+    try:
+        return path.relative_to(root).as_posix() if root else path.name
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":

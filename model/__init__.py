@@ -20,7 +20,8 @@ One module per idea, shared by `predict.py` and `train.py`:
 - `genre_model`  `GenreModel`: the Python API predict.py itself runs on
 - `plots`        the notebook's figures: log-mel, top genres, genres over time
 - `journal`      finished predictions on disk, so an interrupted run resumes
-- `submission`   the grader's contract: which files get rows, the CSV, its validator
+- `library`      what a folder holds to predict: the grader's mp3s, or a library at any depth
+- `submission`   the grader's contract: file ids, the CSV, its validator
 - `device`       picking a device that can actually run kernels; usable cores
 - `fma`          FMA / crowdAI / own labels -> one training table; labels for scoring
 - `feature_cache`  every track decoded into log-mels once, resumable, in shards

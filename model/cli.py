@@ -47,6 +47,14 @@ def shard_arg(text: str):
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def extensions_arg(text: str) -> tuple[str, ...]:
+    """'mp3,.FLAC' -> ('mp3', 'flac')."""
+    names = tuple(e.strip().lower().lstrip(".") for e in text.split(",") if e.strip().strip("."))
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected extensions such as mp3,flac, got {text!r}")
+    return names
+
+
 def _int(text: str) -> int:
     try:
         return int(text)

@@ -36,6 +36,7 @@ from .device import choose_device, usable_cores
 from .ensemble import Ensemble, load_ensemble
 from .exported import BACKENDS, onnxruntime_available
 from .inference import Prediction, classify_decoded, classify_files
+from .library import find_inputs
 from .progress import progress_bar
 from .submission import file_id
 
@@ -150,7 +151,7 @@ class GenreModel:
 
     def predict_many(
         self,
-        paths: Sequence[str | os.PathLike],
+        paths: Sequence[str | os.PathLike] | str | os.PathLike,
         workers: int | None = None,
         progress: bool = True,
         batch_size: int = 16,
@@ -158,7 +159,9 @@ class GenreModel:
         """Many files through the decode workers (default: usable cores, at most 5) and batches of
         `batch_size`, as predict.py runs them. A DataFrame indexed by file_id (input order), the 16
         genres as columns; files that got the class prior are listed in `.attrs["fallbacks"]`
-        (file_id -> reason) and in one warning.
+        (file_id -> reason) and in one warning. `paths` may be a folder: every audio file under
+        it, as `predict.py --recursive` takes them, each file_id its relative path without the
+        extension; entries passed over are in `.attrs["skipped"]` (path -> reason).
 
         >>> import warnings
         >>> with warnings.catch_warnings(record=True):      # examples/silence.mp3 gets the prior
@@ -166,9 +169,22 @@ class GenreModel:
         >>> list(table.index), table.attrs["fallbacks"]
         (['beat', 'chords', 'silence'], {'silence': 'silent (digital silence)'})
         """
-        paths = [Path(p) for p in paths]
-        for path in paths:
-            _check_readable(path)
+        skipped: dict[str, str] = {}
+        if isinstance(paths, (str, os.PathLike)):  # a folder: a library at any depth
+            folder = Path(paths).expanduser()
+            if not folder.is_dir():
+                folder.stat()  # FileNotFoundError if it is not there at all
+                why = "predict_many takes a folder or a list of files (one file: predict)"
+                raise NotADirectoryError(errno.ENOTDIR, why, str(folder))
+            inputs = find_inputs(folder, recursive=True)
+            paths, ids = inputs.files, inputs.ids
+            skipped = {str(path): why for path, why in inputs.skipped}
+        else:
+            paths = [Path(p) for p in paths]
+            for path in paths:
+                _check_readable(path)
+            ids = [file_id(p) for p in paths]
+        name = dict(zip(paths, ids))
         found: dict[Path, Prediction] = {}
         try:
             with progress_bar(len(paths), "clip", disable=not progress) as bar:
@@ -181,10 +197,11 @@ class GenreModel:
         rows = np.stack([p.probabilities for p in ordered]) if ordered else np.zeros((0, len(self.genres)))
         table = pd.DataFrame(
             rows.astype(np.float64),
-            index=pd.Index([file_id(p) for p in paths], name="file_id"),
+            index=pd.Index(ids, name="file_id"),
             columns=self.genres,
         )
-        table.attrs["fallbacks"] = {file_id(p.path): p.reason for p in ordered if p.status == "fallback"}
+        table.attrs["fallbacks"] = {name[p.path]: p.reason for p in ordered if p.status == "fallback"}
+        table.attrs["skipped"] = skipped
         if table.attrs["fallbacks"]:
             shown = "; ".join(f"{k}: {v}" for k, v in list(table.attrs["fallbacks"].items())[:5])
             warnings.warn(

@@ -27,9 +27,11 @@ def journal_path(output: str | os.PathLike) -> Path:
     return output.with_name(output.name + ".partial.jsonl")
 
 
-def file_signature(path: Path) -> list:
+def file_signature(path: Path, root: Path | None = None) -> list:
+    """[name, size, mtime]; the name is the path relative to the payload `root` when given, so
+    the "01 Intro.mp3" of two albums are two entries."""
     stat = path.stat()
-    return [path.name, stat.st_size, stat.st_mtime_ns]
+    return [path.relative_to(root).as_posix() if root else path.name, stat.st_size, stat.st_mtime_ns]
 
 
 def weights_signature(weights_dir: str | os.PathLike) -> str:
@@ -54,12 +56,14 @@ def read_journal(path: Path, weights: str) -> dict[tuple, dict]:
     return entries
 
 
-def reusable_entries(path: Path, weights: str, files: list[Path]) -> dict[Path, dict]:
+def reusable_entries(
+    path: Path, weights: str, files: list[Path], root: Path | None = None
+) -> dict[Path, dict]:
     """The journal's entries a resumed run keeps for `files` (see the module docstring)."""
     entries = read_journal(path, weights)
     kept = {}
     for file in files:
-        entry = entries.get(tuple(file_signature(file)))
+        entry = entries.get(tuple(file_signature(file, root)))
         if entry and not entry.get("transient", False):
             kept[file] = entry
     return kept
@@ -72,8 +76,8 @@ def _complete(entry: dict) -> bool:
 class Journal:
     """Appends finished predictions; a line is complete on disk before the next starts."""
 
-    def __init__(self, path: Path, weights: str, keep: list[dict]):
-        self.path, self.weights = path, weights
+    def __init__(self, path: Path, weights: str, keep: list[dict], root: Path | None = None):
+        self.path, self.weights, self.root = path, weights, root
         # What is reused, without what is stale, replaces the old journal in one step: a run
         # killed at this point still finds every kept entry.
         write_atomic(path, "".join(json.dumps(entry) + "\n" for entry in keep).encode())
@@ -81,7 +85,7 @@ class Journal:
 
     def add(self, path: Path, probabilities: np.ndarray, report: dict) -> None:
         entry = {
-            "file": file_signature(path),
+            "file": file_signature(path, self.root),
             "weights": self.weights,
             "probabilities": [float(p) for p in probabilities],
             **report,

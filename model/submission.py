@@ -21,14 +21,6 @@ from .genres import GENRES
 HEADER: tuple[str, ...] = ("file_id", *GENRES)
 
 
-def find_mp3s(folder: str | os.PathLike) -> list[Path]:
-    """The mp3 files directly in `folder` (extension matched case-insensitively), sorted by name."""
-    return sorted(
-        (entry for entry in Path(folder).iterdir() if entry.suffix.lower() == ".mp3" and entry.is_file()),
-        key=lambda p: p.name,
-    )
-
-
 def file_id(path: str | os.PathLike) -> str:
     """`<uuid>.mp3` -> `<uuid>`: the name without its last extension, nothing else changed."""
     name = Path(path).name

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import predict
 from conftest import REPO
 from model.atomic import write_atomic
 from model.device import usable_cores
@@ -56,14 +55,6 @@ def test_a_non_utf8_file_name_keeps_its_bytes(tmp_path):
     probabilities = np.full((1, len(GENRES)), 1 / len(GENRES))
     write_submission(tmp_path / "out.csv", [name], probabilities)
     assert b"\ncaf\xe9," in (tmp_path / "out.csv").read_bytes()
-
-
-def test_files_sharing_an_id_get_one_row(tmp_path, capsys):
-    for name in ("a.mp3", "a.MP3", "b.mp3"):
-        (tmp_path / name).touch()
-    kept = predict.drop_duplicate_ids(sorted(tmp_path.iterdir()))
-    assert [p.name for p in kept] == ["a.MP3", "b.mp3"]
-    assert "a.mp3 has the same file_id as a.MP3" in capsys.readouterr().err
 
 
 def test_output_that_is_a_folder_gets_one_line(tmp_path):

@@ -54,8 +54,9 @@ def main(argv=None) -> int:
     from model import baseline, fma
     from model.calibration import floor_probabilities
     from model.genres import GENRES
+    from model.library import find_inputs
     from model.metrics import scores
-    from model.submission import file_id, find_mp3s, write_submission
+    from model.submission import write_submission
     from model.training import class_prior
 
     prog, started = "baseline.py", time.perf_counter()
@@ -99,7 +100,8 @@ def main(argv=None) -> int:
         die(prog, f"cannot load {args.model_file}: {error}")
     if not Path(args.payload).is_dir():
         die(prog, f"payload folder {args.payload} does not exist", 2)
-    paths = find_mp3s(args.payload)
+    inputs = find_inputs(args.payload)
+    paths = inputs.files
     tracks = pd.DataFrame({"key": [str(p) for p in paths], "path": paths})
     import tempfile
 
@@ -110,7 +112,7 @@ def main(argv=None) -> int:
     if ok:
         features = table.loc[[str(paths[i]) for i in ok]].values
         probabilities[ok] = floor_probabilities(baseline.predict_proba(saved["model"], features))
-    write_submission(args.out, [file_id(p) for p in paths], probabilities)
+    write_submission(args.out, inputs.ids, probabilities)
     print(
         f"wrote {args.out}: {len(paths)} rows, {len(paths) - len(ok)} fallback(s) to the class prior, "
         f"{time.perf_counter() - started:.0f} s",

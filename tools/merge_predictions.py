@@ -2,9 +2,11 @@
 """Join the CSVs of `predict.py --shard i/n` runs into the one CSV the grader expects.
 
     python tools/merge_predictions.py parts/*.csv --payload mp3s/ --out predictions.csv
+    python tools/merge_predictions.py parts/*.csv --payload library/ --recursive --out all.csv
 
 Checks, before writing anything: every part is a valid prediction CSV; no file_id is in two
-parts; every mp3 of the payload has a row, and nothing else does. Rows keep the parts'
+parts; every mp3 of the payload (every audio file at any depth with --recursive, as predict.py takes
+them) has a row, and nothing else does. Rows keep the parts'
 own numbers (none is re-printed), in the order a single `predict.py --payload mp3s/` run writes
 them. Every shard must have used the same --weights (not checked: the CSVs do not say).
 Written atomically; exit code 1 and the problems, one per line, otherwise.
@@ -18,8 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.atomic import write_atomic  # noqa: E402
-from model.cli import ArgumentParser, die  # noqa: E402
-from model.submission import HEADER, file_id, find_mp3s, validate_submission  # noqa: E402
+from model.cli import ArgumentParser, die, extensions_arg  # noqa: E402
+from model.library import find_inputs  # noqa: E402
+from model.submission import HEADER, validate_submission  # noqa: E402
 
 PROG = "merge_predictions.py"
 
@@ -28,12 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("parts", nargs="+", metavar="PART.csv", help="the shards' CSVs")
     parser.add_argument("--payload", required=True, help="the folder the shards split")
+    parser.add_argument("--recursive", action="store_true", help="the shards ran with predict.py --recursive")
+    parser.add_argument(
+        "--extensions", type=extensions_arg, default=None, metavar="LIST", help="as given to predict.py"
+    )
     parser.add_argument("--out", required=True, help="the merged CSV to write")
     args = parser.parse_args(argv)
     payload = Path(args.payload)
     if not payload.is_dir():
         die(PROG, f"payload folder {payload} does not exist or is not a folder", 2)
-    expected = list(dict.fromkeys(file_id(path) for path in find_mp3s(payload)))  # predict.py's order
+    try:
+        expected = find_inputs(payload, args.recursive, args.extensions).ids  # predict.py's order
+    except OSError as error:
+        die(PROG, f"cannot list payload folder {payload}: {error.strerror}")
 
     rows: dict[str, str] = {}  # file_id -> its line, as written
     source: dict[str, str] = {}

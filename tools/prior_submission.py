@@ -19,8 +19,9 @@ import numpy as np  # noqa: E402
 
 from model.calibration import floor_probabilities  # noqa: E402
 from model.cli import ArgumentParser, die  # noqa: E402
+from model.library import find_inputs  # noqa: E402
 from model.manifest import ManifestError, load_manifest  # noqa: E402
-from model.submission import file_id, find_mp3s, write_submission  # noqa: E402
+from model.submission import write_submission  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         prior = np.array(load_manifest(args.weights).class_prior)
     except ManifestError as error:
         die("prior_submission.py", str(error))
-    ids = [file_id(p) for p in find_mp3s(args.payload)]
+    ids = find_inputs(args.payload).ids
     write_submission(args.out, ids, np.tile(floor_probabilities(prior[None]), (len(ids), 1)))
     print(f"wrote {args.out}: the class prior for {len(ids)} files", file=sys.stderr)
     return 0
