@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -215,19 +217,18 @@ def decode_many(
     A result is a `Decoded`, or `transform(decoded)` when given (a picklable function run in the
     worker, e.g. the feature cache's log-mel), or the `DecodeError` that explains the failure.
     At most `prefetch * workers` results wait in memory, so memory stays bounded however many
-    files there are and however slow the consumer is. `workers=0` decodes in this process (no
-    timeout there).
+    files there are and however slow the consumer is. `workers=0` decodes in this process.
 
     One file's trouble costs that file only: a worker that dies on it (a decoder segfault, the
     out-of-memory killer) or that is still busy with it after `timeout` seconds (a decoder stuck
     in a loop) is killed and replaced (pebble's process pool does this), and the file's result
-    is a `DecodeError` saying which.
+    is a `DecodeError` saying which. With `workers=0` the same timeout holds, by SIGALRM.
     """
     paths = [Path(p) for p in paths]
     task = partial(_decode_or_error, sample_rate=sample_rate, transform=transform)
     if workers == 0:
         for path in paths:
-            yield path, task(path)
+            yield path, _in_this_process(task, path, timeout)
         return
     # spawn: never fork a process that may hold torch/CUDA/OpenMP threads.
     pool = ProcessPool(workers, initializer=_quiet_stderr, context=multiprocessing.get_context("spawn"))
@@ -244,6 +245,32 @@ def decode_many(
     finally:
         pool.stop()  # all done, or the consumer stopped early: nothing left worth waiting for
         pool.join()
+
+
+class _TimedOut(BaseException):
+    """SIGALRM's, past `_decode_or_error`'s net for decoder bugs (which catches Exception)."""
+
+
+def _in_this_process(task: Callable[[Path], Any], path: Path, timeout: float) -> Any:
+    """`task(path)` under the same per-file timeout as in a worker, by SIGALRM. A decoder stuck
+    inside one C call is stopped only when that call returns (a worker is killed outright)."""
+    if threading.current_thread() is not threading.main_thread():
+        return task(path)  # signals reach the main thread only
+
+    def expire(signum, frame):
+        raise _TimedOut()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return task(path)
+    except _TimedOut:
+        return DecodeError(
+            path, f"the decoder timed out (still busy after {timeout:.0f} s; stopped)", transient=True
+        )
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _outcome(path: Path, future: Future, timeout: float) -> Any:

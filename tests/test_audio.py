@@ -172,3 +172,20 @@ def test_stopping_early_leaves_no_worker_behind(clips):
     next(results)
     results.close()  # the consumer gives up (an exception, a ^C): the pool must go with it
     assert multiprocessing.active_children() == []
+
+
+def test_decoding_in_this_process_keeps_the_per_file_timeout(clips):
+    """workers=0 (predict.py --workers 0): the same timeout, by SIGALRM; the alarm is disarmed after."""
+    names = ["short", "cbr30"]
+    start = time.perf_counter()
+    results = list(
+        decode_many([clips[n] for n in names], RATE, workers=0, transform=hang_on_short_clip, timeout=2)
+    )
+    assert time.perf_counter() - start < 30
+    outcome = dict(zip(names, (result for _, result in results)))
+    assert isinstance(outcome["short"], DecodeError) and "timed out" in outcome["short"].reason
+    assert outcome["short"].transient and outcome["cbr30"] == pytest.approx(30, abs=0.1)
+    import signal as signals
+
+    assert signals.getitimer(signals.ITIMER_REAL) == (0.0, 0.0)
+    assert signals.getsignal(signals.SIGALRM) == signals.SIG_DFL
