@@ -46,8 +46,11 @@ _SLACK_SAMPLES = 4608  # four mp3 frames
 SILENCE_RMS = 10 ** (-60 / 20)
 # Shorter clips are too short to judge (the secret set's shortest real clip is 7.45 s).
 MIN_SECONDS = 1.0
-# Decoding stops here (10 minutes: longer than nearly every song).
+# At most this much of a file is decoded (10 minutes: longer than nearly every song). Of a longer
+# one (a DJ set, an audiobook) the decoder takes EXCERPTS evenly spread excerpts of that total
+# length from start to end, so that its row hears the whole track in bounded memory.
 MAX_SECONDS = 600.0
+EXCERPTS = 20
 # A worker still decoding one file after this long is stuck: 10 minutes of audio (MAX_SECONDS)
 # decode in a second or two (README, Predicting), so this leaves room for a very busy machine.
 DECODE_TIMEOUT = 120.0
@@ -79,9 +82,12 @@ class Decoded:
         return len(self.audio) / self.sample_rate
 
 
-def decode(path: str | os.PathLike, sample_rate: int, max_seconds: float = MAX_SECONDS) -> Decoded:
-    """Decode the first `max_seconds` of one audio file to mono float32 at `sample_rate`;
-    raises `DecodeError`."""
+def decode(
+    path: str | os.PathLike, sample_rate: int, max_seconds: float = MAX_SECONDS, spread: bool = True
+) -> Decoded:
+    """Decode one audio file to mono float32 at `sample_rate`; raises `DecodeError`. A file longer
+    than `max_seconds` gives `EXCERPTS` excerpts spread over it, joined (`spread`), or its first
+    `max_seconds` (for times that must be the file's own: segments)."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -90,6 +96,14 @@ def decode(path: str | os.PathLike, sample_rate: int, max_seconds: float = MAX_S
     if size == 0:
         raise DecodeError(path, "empty file (0 bytes)")
 
+    duration = _header_seconds(path) if spread else None
+    if duration and duration > max_seconds * 1.05:
+        excerpts = _read_excerpts(path, duration, max_seconds)
+        if excerpts is not None:
+            audio, native_rate = excerpts
+            hours, rest = divmod(round(duration), 3600)
+            decoder = f"pyav, {EXCERPTS} excerpts over {hours}:{rest // 60:02d}:{rest % 60:02d}"
+            return Decoded(resample(audio, native_rate, sample_rate), sample_rate, decoder)
     try:
         audio, native_rate = _read_soundfile(path, max_seconds)
         decoder = "soundfile"
@@ -153,6 +167,59 @@ def _stream_samples(path: Path, max_seconds: float) -> int | None:
         return None
 
 
+def _header_seconds(path: Path) -> float | None:
+    """The file's duration as its container states it (an estimate for VBR mp3s without a Xing
+    header); None when it says nothing or is not a file ffmpeg reads."""
+    try:
+        with av.open(str(path)) as container:
+            if container.duration:
+                return container.duration / av.time_base
+            stream = container.streams.audio[0]
+            return float(stream.duration * stream.time_base) if stream.duration else None
+    except (av.FFmpegError, IndexError, ValueError):
+        return None
+
+
+def _read_excerpts(path: Path, duration: float, max_seconds: float) -> tuple[np.ndarray, int] | None:
+    """`EXCERPTS` stretches of `max_seconds / EXCERPTS` each, the first at the start, the last
+    ending at the end, by seeking: memory and time grow with `max_seconds`, not the file. None if
+    the file does not seek (the caller then decodes its start)."""
+    length = max_seconds / EXCERPTS
+    starts = [i * (duration - length) / (EXCERPTS - 1) for i in range(EXCERPTS)]
+    pieces, rate = [], None
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            to_planar_float = av.AudioResampler(format="fltp")
+            for start in starts:
+                container.seek(int(start / stream.time_base), stream=stream)  # at or before `start`
+                piece, have = [], 0
+                for packet in container.demux(stream):
+                    try:
+                        frames = packet.decode()
+                    except av.FFmpegError:
+                        continue  # damaged packet: skip it, as _read_pyav does
+                    for frame in frames:
+                        rate = rate or frame.sample_rate
+                        if frame.sample_rate != rate or frame.pts is None:
+                            continue
+                        mono = np.concatenate(
+                            [_to_mono(f.to_ndarray()) for f in to_planar_float.resample(frame)]
+                        )
+                        skip = int(max(0.0, start - float(frame.pts * frame.time_base)) * rate)
+                        piece.append(mono[skip:])
+                        have += len(mono) - min(skip, len(mono))
+                    if rate and have >= length * rate:
+                        break
+                if have:
+                    pieces.append(np.concatenate(piece)[: int(length * rate)])
+    except (av.FFmpegError, IndexError, ValueError):
+        return None
+    if len(pieces) < EXCERPTS // 2:  # seeking did not work: not a spread the row can stand on
+        return None
+    return np.concatenate(pieces), rate
+
+
 def _read_pyav(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
     """Decode with ffmpeg, skipping packets it cannot decode instead of giving up. A stream whose
     sample rate changes part-way (concatenated files, radio rips) comes back at its first rate."""
@@ -211,6 +278,7 @@ def decode_many(
     prefetch: int = 4,
     transform: Callable[[Decoded], Any] | None = None,
     timeout: float = DECODE_TIMEOUT,
+    spread: bool = True,
 ) -> Iterator[tuple[Path, Any]]:
     """Decode files in `workers` processes, yielding (path, result) in input order.
 
@@ -225,7 +293,7 @@ def decode_many(
     is a `DecodeError` saying which. With `workers=0` the same timeout holds, by SIGALRM.
     """
     paths = [Path(p) for p in paths]
-    task = partial(_decode_or_error, sample_rate=sample_rate, transform=transform)
+    task = partial(_decode_or_error, sample_rate=sample_rate, transform=transform, spread=spread)
     if workers == 0:
         for path in paths:
             yield path, _in_this_process(task, path, timeout)
@@ -288,9 +356,9 @@ def _outcome(path: Path, future: Future, timeout: float) -> Any:
         )
 
 
-def _decode_or_error(path: Path, sample_rate: int, transform: Callable | None) -> Any:
+def _decode_or_error(path: Path, sample_rate: int, transform: Callable | None, spread: bool = True) -> Any:
     try:
-        decoded = decode(path, sample_rate)
+        decoded = decode(path, sample_rate, spread=spread)
         return transform(decoded) if transform else decoded
     except DecodeError as error:
         return error

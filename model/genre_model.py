@@ -233,7 +233,7 @@ class GenreModel:
         segments: bool,
         hop_seconds: float | None = None,
     ) -> Prediction:
-        outcome = self._decode(x, sample_rate)
+        outcome = self._decode(x, sample_rate, spread=not segments)  # segments keep the file's times
         name = _name(x) or "the input"
         prediction = next(classify_decoded(self.ensemble, [(Path(name), outcome)], 1, segments, hop_seconds))
         if prediction.status == "fallback":
@@ -242,21 +242,21 @@ class GenreModel:
             warnings.warn(f"{name}: {prediction.reason}; returning the class prior", stacklevel=3)
         return prediction
 
-    def _decode(self, x: Audio, sample_rate: int | None) -> Decoded | DecodeError:
+    def _decode(self, x: Audio, sample_rate: int | None, spread: bool) -> Decoded | DecodeError:
         if isinstance(x, (str, os.PathLike)):
             _no_rate(sample_rate, "a path")
             _check_readable(Path(x))
-            return _decode_or_error(Path(x), self.sample_rate)
+            return _decode_or_error(Path(x), self.sample_rate, spread)
         if isinstance(x, (bytes, bytearray, memoryview)):
             _no_rate(sample_rate, "file bytes")
-            return _decode_bytes(bytes(x), ".mp3", self.sample_rate)
+            return _decode_bytes(bytes(x), ".mp3", self.sample_rate, spread)
         if hasattr(x, "read"):
             _no_rate(sample_rate, "a file object")
             data = x.read()
             if not isinstance(data, bytes):
                 raise TypeError("the file object must be opened in binary mode ('rb')")
             return _decode_bytes(
-                data, Path(str(getattr(x, "name", "")) or "x.mp3").suffix or ".mp3", self.sample_rate
+                data, Path(str(getattr(x, "name", "")) or "x.mp3").suffix or ".mp3", self.sample_rate, spread
             )
         if sample_rate is None:
             raise ValueError("a waveform needs its sample_rate, e.g. model.predict(audio, sample_rate=44100)")
@@ -293,19 +293,19 @@ def from_waveform(samples: np.ndarray, sample_rate: int, target_rate: int) -> De
     )
 
 
-def _decode_or_error(path: Path, sample_rate: int) -> Decoded | DecodeError:
+def _decode_or_error(path: Path, sample_rate: int, spread: bool = True) -> Decoded | DecodeError:
     try:
-        return decode(path, sample_rate)
+        return decode(path, sample_rate, spread=spread)
     except DecodeError as error:
         return error
 
 
-def _decode_bytes(data: bytes, suffix: str, sample_rate: int) -> Decoded | DecodeError:
+def _decode_bytes(data: bytes, suffix: str, sample_rate: int, spread: bool = True) -> Decoded | DecodeError:
     """Bytes go through the file decode path itself (one path), via a temporary file."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"input{suffix}"
         path.write_bytes(data)
-        return _decode_or_error(path, sample_rate)
+        return _decode_or_error(path, sample_rate, spread)
 
 
 def _check_readable(path: Path) -> None:

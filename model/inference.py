@@ -47,7 +47,10 @@ def classify_files(
     prediction also carries its segment rows (model/segments.py, every `hop_seconds`)."""
     # prefetch 2 batches' worth per worker at most: bounded memory, workers never starve.
     prefetch = max(2, -(-2 * batch_size // max(workers, 1)))
-    decoded = decode_many(paths, ensemble.manifest.sample_rate, workers, prefetch=prefetch)
+    # segments keep the file's own times: a long file's first 10 minutes rather than excerpts
+    decoded = decode_many(
+        paths, ensemble.manifest.sample_rate, workers, prefetch=prefetch, spread=not segments
+    )
     yield from classify_decoded(ensemble, decoded, batch_size, segments, hop_seconds)
 
 

@@ -97,11 +97,30 @@ def test_ten_minute_mp3(tmp_path):
 
 
 def test_decoding_stops_at_max_seconds_with_either_decoder(clips):
-    cbr = decode(clips["cbr30"], RATE, max_seconds=12)
+    cbr = decode(clips["cbr30"], RATE, max_seconds=12, spread=False)
     assert cbr.decoder == "soundfile" and cbr.seconds == 12.0
-    vbr = decode(clips["vbr_no_xing30"], RATE, max_seconds=20)  # soundfile stops at ~16.6 s: PyAV goes on
+    vbr = decode(clips["vbr_no_xing30"], RATE, max_seconds=20, spread=False)  # soundfile stops at ~16.6 s
     assert vbr.decoder == "pyav" and vbr.seconds == 20.0
     assert np.abs(vbr.audio[-RATE:]).max() > 0.2
+
+
+def test_a_long_file_gives_excerpts_spread_from_its_start_to_its_end(tmp_path):
+    """A file longer than max_seconds (here 4 minutes, max 20 s): 20 excerpts of 1 s found by
+    seeking, the first at the start and the last ending at the end; each minute has its own
+    tone, so every excerpt's pitch says where it came from."""
+    minutes = [signal(60, 22050, channels=1, freq=300 + 100 * m) for m in range(4)]
+    path = write_mp3(tmp_path / "set.mp3", np.concatenate(minutes), 22050)
+    decoded = decode(path, RATE, max_seconds=20)
+    assert decoded.decoder == "pyav, 20 excerpts over 0:04:00" and decoded.seconds == pytest.approx(
+        20, abs=0.05
+    )
+    starts = [i * (240 - 1) / 19 for i in range(20)]
+    for i, start in enumerate(starts):
+        if int(start) % 60 < 59:  # not astride a change of tone
+            excerpt = decoded.audio[i * RATE + RATE // 10 : (i + 1) * RATE - RATE // 10]
+            assert dominant_frequency(excerpt, RATE) == pytest.approx(300 + 100 * (start // 60), abs=15), i
+    first = decode(path, RATE, max_seconds=20, spread=False)  # segments' way: the file's own times
+    assert first.decoder == "soundfile" and first.seconds == 20.0
 
 
 def test_a_sample_rate_change_mid_stream_keeps_pitch_and_length(tmp_path):

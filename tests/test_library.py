@@ -201,3 +201,28 @@ def assert_same_rows(csv_file: Path, expected: Path) -> None:
     got, want = pd.read_csv(csv_file, index_col=0), pd.read_csv(expected, index_col=0)
     assert list(got.index) == list(want.index) == ALL_IDS
     assert np.allclose(got.values, want.values, atol=1e-6)
+
+
+@pytest.mark.slow  # 10 minutes of segments through the taggers: ~30 s
+def test_a_long_file_is_scored_on_excerpts_over_its_whole_length_and_segments_keep_its_times(
+    zero_shot_weights, tmp_path
+):
+    """11 minutes, past the 10 decoded: the row hears 20 excerpts spread from start to end (the
+    report's decoder says so); --segments keeps the file's own times, over its first 10 minutes."""
+    from conftest import signal as music
+    from conftest import write_mp3
+
+    payload = tmp_path / "set"
+    payload.mkdir()
+    write_mp3(payload / "set.mp3", music(660, 22050, channels=1), 22050)
+    out, report, segments = tmp_path / "out.csv", tmp_path / "report.json", tmp_path / "segments.csv"
+    result = run_predict(payload, zero_shot_weights, out, "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(report.read_text())[0]
+    assert entry["status"] == "ok" and entry["decoder"] == "pyav, 20 excerpts over 0:11:00"
+    assert entry["seconds"] == pytest.approx(600, abs=0.1)
+
+    timed = run_predict(payload, zero_shot_weights, tmp_path / "o2.csv", "--segments", str(segments))
+    assert timed.returncode == 0, timed.stderr
+    rows = pd.read_csv(segments)
+    assert rows["start"].iloc[0] == 0 and rows["end"].max() == pytest.approx(600, abs=0.1)
