@@ -1,4 +1,5 @@
-"""What both benchmarks share: the generated payload, a background sampler, a tensor-memory probe.
+"""What the benchmarks share: the generated payload, a background sampler, a tensor-memory probe,
+an ensemble of random CNNs in the shape train.py ships.
 
 The payload: 30-s 44.1 kHz stereo mp3s, made once and cached. 300 distinct clips (80 % CBR,
 20 % VBR, random LAME compression levels) of drifting tones plus noise; larger payloads hard-link
@@ -107,3 +108,36 @@ def peak_tensor_bytes(device_type: str, step: Callable[[], object], *existing) -
             step()
     peaks = tracker.get_tracker_snapshot("peak")
     return int(sum(stats["Total"] for device, stats in peaks.items() if device.type == device_type))
+
+
+def shipped_size_ensemble(folder: Path, members: int):
+    """Random weights in the default shape train.py writes (see model/training defaults)."""
+    import torch
+
+    from model.genres import GENRES, fma_medium_prior
+    from model.manifest import Manifest, MemberSpec
+    from model.networks import build_network
+    from model.saving import save_ensemble
+    from model.spectrogram import SpectrogramConfig
+
+    config = SpectrogramConfig()
+    specs, states = [], {}
+    chunk_lengths = [3.0, 2.0, 4.0, 3.0, 2.0]
+    for i in range(members):
+        name = f"cnn{i}"
+        hparams = {"channels": [32, 64, 128, 256], "dropout": 0.3}
+        specs.append(
+            MemberSpec(
+                name=name,
+                architecture="short_chunk_resnet",
+                hparams=hparams,
+                spectrogram=config,
+                chunk_seconds=chunk_lengths[i % 5],
+            )
+        )
+        torch.manual_seed(i)
+        states[name] = build_network("short_chunk_resnet", config.n_mels, len(GENRES), hparams).state_dict()
+    manifest = Manifest(GENRES, config.sample_rate, 1.0, tuple(fma_medium_prior()), tuple(specs), "benchmark")
+    save_ensemble(folder, manifest, states)
+    params = sum(v.numel() for s in states.values() for v in s.values())
+    return folder, params

@@ -140,8 +140,10 @@ step ensemble 200 "$PY" bench/fma_shaped.py --tracks "$TRACKS" --seconds "$SECON
   --work "$DATA" --run ensemble -- "${ENSEMBLE[@]}"
 cp "$DATA/runs/ensemble.log" "$OUT/train.log" 2>/dev/null
 # the second architecture (model/networks/crnn.py), same settings otherwise: one more row
+CRNN=("${ENSEMBLE[@]}" --architecture crnn)
+((TINY)) && CRNN+=(--members 1)  # at toy size one member shows the step works
 step crnn 120 "$PY" bench/fma_shaped.py --tracks "$TRACKS" --seconds "$SECONDS_PER_TRACK" --jobs "$CORES" \
-  --work "$DATA" --run crnn -- "${ENSEMBLE[@]}" --architecture crnn
+  --work "$DATA" --run crnn -- "${CRNN[@]}"
 predict_workers=$((CORES > 2 ? CORES - 1 : CORES))
 step predict_ensemble 90 "$PY" bench/predict.py --clips "$CLIPS" --weights "$DATA/runs/ensemble" --workers "$predict_workers" \
   --payload "$WORK/payload" --rounds 1 --json "$WORK/predict_ensemble.json"

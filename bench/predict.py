@@ -34,42 +34,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from common import UNIQUE_CLIPS, PeriodicSampler, make_payload, peak_tensor_bytes  # noqa: E402
+from common import UNIQUE_CLIPS, PeriodicSampler, make_payload, peak_tensor_bytes, shipped_size_ensemble  # noqa: E402
 
 from model.audio import decode_many  # noqa: E402
-
-
-def shipped_size_ensemble(folder: Path, members: int):
-    """Random weights in the default shape train.py writes (see model/training defaults)."""
-    import torch
-
-    from model.genres import GENRES, fma_medium_prior
-    from model.manifest import Manifest, MemberSpec
-    from model.networks import build_network
-    from model.saving import save_ensemble
-    from model.spectrogram import SpectrogramConfig
-
-    config = SpectrogramConfig()
-    specs, states = [], {}
-    chunk_lengths = [3.0, 2.0, 4.0, 3.0, 2.0]
-    for i in range(members):
-        name = f"cnn{i}"
-        hparams = {"channels": [32, 64, 128, 256], "dropout": 0.3}
-        specs.append(
-            MemberSpec(
-                name=name,
-                architecture="short_chunk_resnet",
-                hparams=hparams,
-                spectrogram=config,
-                chunk_seconds=chunk_lengths[i % 5],
-            )
-        )
-        torch.manual_seed(i)
-        states[name] = build_network("short_chunk_resnet", config.n_mels, len(GENRES), hparams).state_dict()
-    manifest = Manifest(GENRES, config.sample_rate, 1.0, tuple(fma_medium_prior()), tuple(specs), "benchmark")
-    save_ensemble(folder, manifest, states)
-    params = sum(v.numel() for s in states.values() for v in s.values())
-    return folder, params
 
 
 class TreeMemory(PeriodicSampler):

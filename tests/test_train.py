@@ -110,9 +110,10 @@ def test_trained_ensemble_beats_the_prior_on_held_out_clips(dataset, tmp_path):
     )
 
 
-def test_every_member_converges_with_the_default_options_on_100_clips(dataset, tmp_path):
+def test_a_member_converges_with_the_default_options_on_100_clips(dataset, tmp_path):
     """Batch 64 on 100 clips: an epoch would be 2 optimizer steps without the minimum epoch length,
-    and patience would stop a member before batch-norm statistics settle."""
+    and patience would stop a member before batch-norm statistics settle. (One member: the
+    rule is per member; two members with other options are trained by the tests below.)"""
     out = tmp_path / "weights"
     result = subprocess.run(
         [
@@ -131,9 +132,9 @@ def test_every_member_converges_with_the_default_options_on_100_clips(dataset, t
             "--channels",
             "8,16",
             "--members",
-            "2",
+            "1",
             "--chunk-seconds",
-            "1,1.5",
+            "1.5",
             "--device",
             "cpu",
             "--workers",
