@@ -240,7 +240,8 @@ def open_journal(args, paths: list[Path], ids: dict[Path, str]):
 
     if not args.out:
         return None, {}
-    journal_file, weights, root = journal_path(args.out), weights_signature(args.weights), Path(args.payload)
+    journal_file, weights = journal_path(args.out), weights_signature(args.weights)
+    root = Path(args.payload) if args.payload else None  # FILEs with --out: keyed by name
     reused = reusable_entries(journal_file, weights, paths, root) if args.resume else {}
     if args.resume:
         print(f"resuming: {len(reused)} of {len(paths)} files already predicted", file=sys.stderr)
