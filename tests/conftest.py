@@ -150,6 +150,18 @@ def zero_shot_weights(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def shared_tiny_weights(tmp_path_factory) -> Path:
+    """The tiny ensemble once per session, for tests that only read it: fast, and its rows do
+    not depend on which clips share a batch."""
+    from model.saving import save_ensemble
+
+    folder = tmp_path_factory.mktemp("tiny-weights")
+    manifest = tiny_ensemble_manifest()
+    save_ensemble(folder, manifest, random_state_dicts(manifest))
+    return folder
+
+
 @pytest.fixture
 def tiny_weights(tmp_path) -> Path:
     from model.saving import save_ensemble

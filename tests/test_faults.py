@@ -36,14 +36,8 @@ def payload(tmp_path_factory, clips) -> Path:
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    from conftest import random_state_dicts, tiny_ensemble_manifest
-    from model.saving import save_ensemble
-
-    folder = tmp_path_factory.mktemp("fault-weights")
-    manifest = tiny_ensemble_manifest()
-    save_ensemble(folder, manifest, random_state_dicts(manifest))
-    return folder
+def weights(shared_tiny_weights) -> Path:
+    return shared_tiny_weights
 
 
 @pytest.fixture(scope="module")

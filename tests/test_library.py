@@ -68,15 +68,8 @@ def library(tmp_path_factory, clips) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    """Small random CNNs: fast, and their rows do not depend on which clips share a batch."""
-    from conftest import random_state_dicts, tiny_ensemble_manifest
-    from model.saving import save_ensemble
-
-    folder = tmp_path_factory.mktemp("tiny-weights")
-    manifest = tiny_ensemble_manifest()
-    save_ensemble(folder, manifest, random_state_dicts(manifest))
-    return folder
+def tiny(shared_tiny_weights) -> Path:
+    return shared_tiny_weights
 
 
 ALL_IDS = [
