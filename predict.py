@@ -156,18 +156,19 @@ def parse_args(argv: list[str] | None) -> object:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     catch_sigterm()  # docker stop, Kubernetes, Slurm: stop as on ^C, keeping what is journaled
+    from model.atomic import unwritable_reason
+
+    for target, flag in ((args.out, "--out"), (args.report, "--report"), (args.segments, "--segments")):
+        problem = target and unwritable_reason(target)  # found now, before torch and the model load
+        if problem:
+            die(PROG, f"{flag} {target}: {problem}", 2)
     # Imported here, not at the top: each decode worker re-imports this script when it starts
     # (multiprocessing's spawn) and should not pay for torch.
     import torch
 
-    from model.atomic import unwritable_reason
     from model.device import usable_cores
     from model.genre_model import default_workers
 
-    for target, flag in ((args.out, "--out"), (args.report, "--report"), (args.segments, "--segments")):
-        problem = target and unwritable_reason(target)  # found now, not after the model has loaded
-        if problem:
-            die(PROG, f"{flag} {target}: {problem}", 2)
     inputs = list_inputs(args)
     paths, ids = inputs.files, dict(zip(inputs.files, inputs.ids))
     workers = args.workers if args.workers is not None else default_workers()

@@ -144,7 +144,10 @@ def test_one_file_reads_right_names_the_report_and_logs_progress_as_lines(tmp_pa
         (["--report", "/proc/report.json"], "--report /proc/report.json: cannot create files in /proc"),
     ],
 )
-def test_unusable_arguments_get_one_line_before_the_model_loads(arguments, message):
+def test_unusable_arguments_get_one_line_before_the_model_loads(arguments, message, tmp_path):
+    # Before torch is even imported (~3 s): a torch that cannot be imported must not be reached.
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('torch was imported')")
     result = subprocess.run(
         [
             sys.executable,
@@ -158,6 +161,7 @@ def test_unusable_arguments_get_one_line_before_the_model_loads(arguments, messa
         capture_output=True,
         text=True,
         cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
     )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
