@@ -182,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     # Finished predictions are journaled beside the output, so an interrupted run can be resumed.
-    journal, predictions = open_journal(args, paths, ids)
+    predictions = Finished(
+        paths, len(model.genres), keep_all=bool(args.files or args.report or args.segments)
+    )
+    journal = open_journal(args, paths, predictions)
     todo = [path for path in paths if path not in predictions]
     start = time.perf_counter()
     try:
@@ -205,14 +208,45 @@ def main(argv: list[str] | None = None) -> int:
         die(PROG, f"{error}{kept}")
     elapsed = time.perf_counter() - start
 
-    ordered = [predictions[path] for path in paths]
-    write_outputs(args, ordered, ids, inputs.skipped, model.genres)
+    write_outputs(args, predictions, [ids[path] for path in paths], ids, inputs.skipped, model.genres)
     if journal:
         journal.path.unlink(missing_ok=True)  # the CSV is complete: nothing left to resume
     if args.files:
-        print(top_genres_table(ordered, model.genres, args.top_k))
-    summarise(ordered, inputs.skipped, len(todo), model.device, elapsed, args)
+        print(top_genres_table(predictions.kept(), model.genres, args.top_k))
+    summarise(predictions, inputs.skipped, len(todo), model.device, elapsed, args)
     return 0
+
+
+class Finished:
+    """The finished files' rows, in input order in one array; a file's whole Prediction is kept
+    only where an output lists it (fallbacks for the summary; every file for FILEs, --report and
+    --segments). A 100,000-file library so costs a few hundred bytes per file, not an object each."""
+
+    def __init__(self, paths: list[Path], classes: int, keep_all: bool):
+        import numpy as np
+
+        self.position = {path: i for i, path in enumerate(paths)}
+        self.probabilities = np.zeros((len(paths), classes))
+        self.done = np.zeros(len(paths), dtype=bool)
+        self.keep_all, self._kept = keep_all, {}
+
+    def add(self, prediction) -> None:
+        i = self.position[prediction.path]
+        self.probabilities[i], self.done[i] = prediction.probabilities, True
+        if self.keep_all or prediction.status == "fallback":
+            self._kept[i] = prediction
+
+    def __contains__(self, path: Path) -> bool:
+        return bool(self.done[self.position[path]])
+
+    def __len__(self) -> int:
+        return int(self.done.sum())
+
+    def kept(self) -> list:
+        return [self._kept[i] for i in sorted(self._kept)]
+
+    def fallbacks(self) -> list:
+        return [p for p in self.kept() if p.status == "fallback"]
 
 
 def load_model(weights: str, device: str, backend: str):
@@ -232,15 +266,16 @@ def load_model(weights: str, device: str, backend: str):
     return model
 
 
-def open_journal(args, paths: list[Path], ids: dict[Path, str]):
-    """(journal or None, {path: Prediction} reused from an interrupted run's journal with --resume)."""
+def open_journal(args, paths: list[Path], predictions: Finished):
+    """The journal (None without --out); with --resume, what an interrupted run journaled goes
+    into `predictions`."""
     import numpy as np
 
     from model.inference import Prediction
     from model.journal import Journal, journal_path, reusable_entries, weights_signature
 
     if not args.out:
-        return None, {}
+        return None
     journal_file, weights = journal_path(args.out), weights_signature(args.weights)
     root = Path(args.payload) if args.payload else None  # FILEs with --out: keyed by name
     reused = reusable_entries(journal_file, weights, paths, root) if args.resume else {}
@@ -257,21 +292,19 @@ def open_journal(args, paths: list[Path], ids: dict[Path, str]):
     except OSError as error:
         die(PROG, f"cannot write beside --out {args.out}: {error.strerror or error}")
     fields = ("status", "seconds", "decoder", "reason")
-    predictions = {
-        path: Prediction(path, np.array(entry["probabilities"]), *(entry[k] for k in fields))
-        for path, entry in reused.items()
-    }
-    return journal, predictions
+    for path, entry in reused.items():
+        predictions.add(Prediction(path, np.array(entry["probabilities"]), *(entry[k] for k in fields)))
+    return journal
 
 
-def collect(stream, predictions: dict, journal, ids: dict[Path, str], total: int) -> None:
+def collect(stream, predictions: Finished, journal, ids: dict[Path, str], total: int) -> None:
     """Predictions from `stream` into `predictions` (and the journal), with a progress bar."""
     from model.progress import progress_bar
 
     progress = progress_bar(total, "clip", initial=len(predictions), disable=not total)
     try:
         for prediction in stream:
-            predictions[prediction.path] = prediction
+            predictions.add(prediction)
             if journal:
                 journal.add(prediction.path, prediction.probabilities, report_entry(prediction, ids))
             progress.update()
@@ -281,27 +314,26 @@ def collect(stream, predictions: dict, journal, ids: dict[Path, str], total: int
             journal.close()
 
 
-def write_outputs(args, ordered: list, ids: dict[Path, str], skipped: list, genres: list[str]) -> None:
+def write_outputs(
+    args, predictions: Finished, file_ids: list[str], ids: dict[Path, str], skipped: list, genres: list[str]
+) -> None:
     """The CSV (atomically; a failure is fatal), the segments CSV, the report (a failure warns)."""
-    import numpy as np
-
     from model.atomic import write_atomic
     from model.submission import write_submission
 
     if args.out:
-        probabilities = np.stack([p.probabilities for p in ordered]) if ordered else np.zeros((0, 16))
         try:
-            write_submission(args.out, [ids[p.path] for p in ordered], probabilities)
+            write_submission(args.out, file_ids, predictions.probabilities)
         except (OSError, ValueError) as error:  # ValueError: the CSV would be invalid
             die(PROG, f"cannot write output: {error}")
     if args.segments:
         try:
-            write_atomic(args.segments, segments_csv(ordered, ids, genres).encode())
+            write_atomic(args.segments, segments_csv(predictions.kept(), ids, genres).encode())
         except OSError as error:
             die(PROG, f"cannot write --segments {args.segments}: {error}")
     if args.report:
         try:
-            entries = [report_entry(p, ids) for p in ordered]
+            entries = [report_entry(p, ids) for p in predictions.kept()]
             entries += [{"path": str(path), "status": "skipped", "reason": why} for path, why in skipped]
             write_atomic(args.report, json.dumps(entries, indent=1).encode())
         except OSError as error:  # the CSV is written: say so, but do not fail the run over the report
@@ -405,8 +437,8 @@ def report_entry(prediction, ids: dict[Path, str]) -> dict:
     }
 
 
-def summarise(predictions: list, skipped: list, predicted_now: int, device, elapsed: float, args) -> None:
-    fallbacks = [p for p in predictions if p.status == "fallback"]
+def summarise(predictions: Finished, skipped: list, predicted_now: int, device, elapsed: float, args) -> None:
+    fallbacks = predictions.fallbacks()
     outputs = [
         args.out,
         args.segments and f"{args.segments} (segments)",

@@ -43,16 +43,17 @@ def read_journal(path: Path, weights: str) -> dict[tuple, dict]:
     entries = {}
     if not path.exists():
         return entries
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:  # the line being written when the run was stopped
-            warnings.warn(
-                f"{path}, line {number}: cut short, ignored (that file is predicted again)", stacklevel=2
-            )
-            continue
-        if isinstance(entry, dict) and entry.get("weights") == weights and _complete(entry):
-            entries[tuple(entry["file"])] = entry
+    with open(path, encoding="utf-8", errors="replace") as lines:  # line by line: never the whole text
+        for number, line in enumerate(lines, 1):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # the line being written when the run was stopped
+                warnings.warn(
+                    f"{path}, line {number}: cut short, ignored (that file is predicted again)", stacklevel=2
+                )
+                continue
+            if isinstance(entry, dict) and entry.get("weights") == weights and _complete(entry):
+                entries[tuple(entry["file"])] = entry
     return entries
 
 
