@@ -120,7 +120,14 @@ def toy_features(
     return store, ClipSet(torch.tensor(offsets), torch.tensor(frames), torch.tensor(labels))
 
 
-@pytest.mark.parametrize("name", [n for n in ARCHITECTURES if get_architecture(n).trainable])
+@pytest.mark.parametrize(
+    "name",
+    [  # a head on the pretrained taggers runs them on every crop (~20 s): in the full suite only
+        pytest.param(n, marks=[pytest.mark.slow] if get_architecture(n).kind == "transfer" else [])
+        for n in ARCHITECTURES
+        if get_architecture(n).trainable
+    ],
+)
 def test_a_short_training_on_toy_genres_lowers_the_validation_log_loss(name, tmp_path):
     spectrogram, chunk_seconds, hparams = member_of(name)
     pretrained = get_architecture(name).spectrogram is not None

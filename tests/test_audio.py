@@ -91,6 +91,7 @@ def test_silent_and_short_clips_decode_but_are_unusable(clips):
     assert unusable_reason(decode(clips["cbr30"], RATE)) is None
 
 
+@pytest.mark.slow
 def test_ten_minute_mp3(tmp_path):
     path = write_mp3(tmp_path / "long.mp3", signal(600, 22050, channels=1), 22050)
     assert decode(path, RATE).seconds == pytest.approx(600.0, abs=0.1)

@@ -24,12 +24,19 @@ def test_features_have_the_documented_length_names_and_order():
     assert set(STATISTICS) == {name.split(".")[1] for name in FEATURE_NAMES}
 
 
-@pytest.mark.parametrize("model, per_class", [("svm", 10), ("gbm", 25)])  # trees need 20-sample leaves
+@pytest.fixture(scope="module")
+def fma(tmp_path_factory) -> tuple:
+    """One toy FMA and one feature cache for both models: the second run reads the features."""
+    root = tmp_path_factory.mktemp("baseline")
+    metadata, audio = make_fma_dataset(root, per_split=(25, 3, 3), seconds=2.0)  # trees need 20-sample leaves
+    return metadata, audio, root / "cache"
+
+
+@pytest.mark.parametrize("model", ["svm", "gbm"])
 @pytest.mark.slow
-def test_baseline_trains_and_beats_the_prior(tmp_path, model, per_class):
-    metadata, audio = make_fma_dataset(tmp_path, per_split=(per_class, 3, 3), seconds=2.0)
+def test_baseline_trains_and_beats_the_prior(fma, tmp_path, model):
+    metadata, audio, cache = fma
     model_file = tmp_path / f"{model}.pkl"
-    cache = tmp_path / "cache"
     result = subprocess.run(
         [
             sys.executable,

@@ -106,6 +106,7 @@ def test_missing_and_extra_ids_are_errors_listed_by_id(tmp_path):
     assert "1 id(s) predicted but not labelled: zz" in result.stderr
 
 
+@pytest.mark.slow
 def test_fma_tracks_csv_labels_conversion_and_the_prior_submission(tmp_path):
     from conftest import make_fma_dataset
 
