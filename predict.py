@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         die(PROG, f"{error}{kept}")
     elapsed = time.perf_counter() - start
 
-    write_outputs(args, predictions, [ids[path] for path in paths], ids, inputs.skipped, model.genres)
+    write_outputs(args, predictions, inputs.ids, ids, inputs.skipped, model.genres)
     if journal:
         journal.path.unlink(missing_ok=True)  # the CSV is complete: nothing left to resume
     if args.files:
