@@ -292,7 +292,8 @@ def open_journal(args, paths: list[Path], predictions: Finished):
     except OSError as error:
         die(PROG, f"cannot write beside --out {args.out}: {error.strerror or error}")
     fields = ("status", "seconds", "decoder", "reason")
-    for path, entry in reused.items():
+    for path, line in reused.items():
+        entry = json.loads(line)
         predictions.add(Prediction(path, np.array(entry["probabilities"]), *(entry[k] for k in fields)))
     return journal
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """A music library's two extremes: hour-long files, and folders of 100,000 entries.
 
-    python bench/library.py long [--hours 1.5,3,10]           # peak RSS and time per long file
+    python bench/library.py long [--hours 1.5,3,10] [--segment-hours 1.5,3]  # peak RSS and time per long file
     python bench/library.py folders [--sizes 1000,10000,100000]  # RSS and files/s per folder size
 
 `long`: one mp3 (44.1 kHz stereo, 128 kbps CBR: 60 s of generated music repeated, frame by
 frame) per length, each predicted by `predict.py` alone, with the shipped default (zero-shot
 musicnn) and with 3 random CNNs of the shape train.py ships; peak RSS is the largest single
 process of the run, decode workers included (the kernel's figure for the run's process tree).
+Files of `--segment-hours` are predicted again with `--segments` (the whole file read again in
+blocks and scored segment by segment), with the same two ensembles.
 
 `folders`: N entries in one folder, links to 8 real 3-s mp3s, `predict.py --recursive` with a
 prior-only ensemble (no network: what is measured is listing, decoding workers, the journal, the
@@ -109,7 +111,22 @@ def bench_long(args, work: Path) -> dict:
             seconds, peak = measured(predict_command(path.parent, weights, work / "out.csv"))
             rows.append({"hours": hours, "ensemble": name, "seconds": seconds, "peak_rss": peak})
             print(f"{hours:g} h, {name}: {seconds:.1f} s, peak RSS {peak / 2**30:.2f} GiB", file=sys.stderr)
-    for hours in args.hours:
+    for hours in args.segment_hours:
+        path = long_file(work, hours, minute)
+        for name, weights in ensembles.items():
+            segments = work / "segments.csv"
+            command = predict_command(path.parent, weights, work / "out.csv", "--segments", str(segments))
+            seconds, peak = measured(command)
+            count = _lines(segments) - 1
+            rows.append(
+                {"hours": hours, "ensemble": name, "segments": count, "seconds": seconds, "peak_rss": peak}
+            )
+            print(
+                f"{hours:g} h with --segments ({count} rows), {name}: {seconds:.1f} s, "
+                f"peak RSS {peak / 2**30:.2f} GiB",
+                file=sys.stderr,
+            )
+    for hours in {*args.hours, *args.segment_hours}:
         shutil.rmtree(work / f"{hours:g}h")  # 10 hours is 0.6 GB
     return {"long_files": rows}
 
@@ -187,6 +204,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["long", "folders"])
     parser.add_argument("--hours", type=lambda s: [float(x) for x in s.split(",")], default=[1.5, 3, 10])
+    parser.add_argument(
+        "--segment-hours", type=lambda s: [float(x) for x in s.split(",") if x], default=[1.5, 3]
+    )
     parser.add_argument(
         "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 10000, 100000]
     )

@@ -11,8 +11,9 @@ cannot decode. Resampling is soxr HQ (what librosa uses by default).
 
 A file that yields no audio raises `DecodeError` with a reason a person can act on. A file cut
 short yields the audio before the cut: truncation is indistinguishable from a short clip. A file
-longer than `MAX_SECONDS` (a DJ mix, an audiobook) yields its first `MAX_SECONDS`: enough to tell
-its genre, and a decoding worker's memory stays bounded (an hour of stereo float32 is 1.3 GB).
+longer than `MAX_SECONDS` (a DJ mix, an audiobook) yields `MAX_SECONDS` of excerpts spread over it:
+enough to tell its genre, and a decoding worker's memory stays bounded (an hour of stereo float32
+is 1.3 GB); `stream` reads such a file whole, block by block (segment rows over its length).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -76,6 +78,11 @@ class Decoded:
     audio: np.ndarray  # mono float32, at `sample_rate`
     sample_rate: int
     decoder: str  # "soundfile" or "pyav": which decoder produced the audio
+    whole_seconds: float | None = None  # the file's length when `audio` is excerpts of it
+
+    @property
+    def excerpted(self) -> bool:
+        return self.whole_seconds is not None
 
     @property
     def seconds(self) -> float:
@@ -83,12 +90,12 @@ class Decoded:
 
 
 def decode(
-    path: str | os.PathLike, sample_rate: int, max_seconds: float = MAX_SECONDS, spread: bool = True
+    path: str | os.PathLike, sample_rate: int, max_seconds: float | None = None, spread: bool = True
 ) -> Decoded:
     """Decode one audio file to mono float32 at `sample_rate`; raises `DecodeError`. A file longer
-    than `max_seconds` gives `EXCERPTS` excerpts spread over it, joined (`spread`), or its first
-    `max_seconds` (for times that must be the file's own: segments)."""
-    path = Path(path)
+    than `max_seconds` gives `EXCERPTS` excerpts spread over it, joined (`spread`), or else its
+    first `max_seconds` (default `MAX_SECONDS`)."""
+    path, max_seconds = Path(path), max_seconds or MAX_SECONDS
     try:
         size = path.stat().st_size
     except OSError as error:
@@ -103,7 +110,7 @@ def decode(
             audio, native_rate = excerpts
             hours, rest = divmod(round(duration), 3600)
             decoder = f"pyav, {EXCERPTS} excerpts over {hours}:{rest // 60:02d}:{rest % 60:02d}"
-            return Decoded(resample(audio, native_rate, sample_rate), sample_rate, decoder)
+            return Decoded(resample(audio, native_rate, sample_rate), sample_rate, decoder, duration)
     try:
         audio, native_rate = _read_soundfile(path, max_seconds)
         decoder = "soundfile"
@@ -190,26 +197,17 @@ def _read_excerpts(path: Path, duration: float, max_seconds: float) -> tuple[np.
     try:
         with av.open(str(path)) as container:
             stream = container.streams.audio[0]
-            to_planar_float = av.AudioResampler(format="fltp")
             for start in starts:
                 container.seek(int(start / stream.time_base), stream=stream)  # at or before `start`
                 piece, have = [], 0
-                for packet in container.demux(stream):
-                    try:
-                        frames = packet.decode()
-                    except av.FFmpegError:
-                        continue  # damaged packet: skip it, as _read_pyav does
-                    for frame in frames:
-                        rate = rate or frame.sample_rate
-                        if frame.sample_rate != rate or frame.pts is None:
-                            continue
-                        mono = np.concatenate(
-                            [_to_mono(f.to_ndarray()) for f in to_planar_float.resample(frame)]
-                        )
-                        skip = int(max(0.0, start - float(frame.pts * frame.time_base)) * rate)
-                        piece.append(mono[skip:])
-                        have += len(mono) - min(skip, len(mono))
-                    if rate and have >= length * rate:
+                for frame, mono in _pyav_frames(container, stream):
+                    rate = rate or frame.sample_rate
+                    if frame.sample_rate != rate or frame.pts is None:
+                        continue
+                    skip = int(max(0.0, start - float(frame.pts * frame.time_base)) * rate)
+                    piece.append(mono[skip:])
+                    have += len(mono) - min(skip, len(mono))
+                    if have >= length * rate:
                         break
                 if have:
                     pieces.append(np.concatenate(piece)[: int(length * rate)])
@@ -223,30 +221,16 @@ def _read_excerpts(path: Path, duration: float, max_seconds: float) -> tuple[np.
 def _read_pyav(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
     """Decode with ffmpeg, skipping packets it cannot decode instead of giving up. A stream whose
     sample rate changes part-way (concatenated files, radio rips) comes back at its first rate."""
-    try:
-        container = av.open(str(path))
-    except av.FFmpegError:
-        raise DecodeError(path, "not an audio file ffmpeg or libsndfile can read") from None
-    with container:
-        if not container.streams.audio:
-            raise DecodeError(path, "the file has no audio stream")
-        stream = container.streams.audio[0]
-        to_planar_float = av.AudioResampler(format="fltp")  # format only: rate and layout unchanged
-        runs: list[tuple[int, list[np.ndarray]]] = []  # (rate, blocks) for each stretch at one rate
-        seconds = 0.0
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.FFmpegError:
-                continue  # damaged packet: skip it, keep the rest
-            for frame in frames:
-                if not runs or runs[-1][0] != frame.sample_rate:
-                    runs.append((frame.sample_rate, []))
-                runs[-1][1].extend(_to_mono(f.to_ndarray()) for f in to_planar_float.resample(frame))
-                seconds += frame.samples / frame.sample_rate
+    runs: list[tuple[int, list[np.ndarray]]] = []  # (rate, blocks) for each stretch at one rate
+    seconds = 0.0
+    with _open_pyav(path) as (container, stream):
+        for frame, mono in _pyav_frames(container, stream):
+            if not runs or runs[-1][0] != frame.sample_rate:
+                runs.append((frame.sample_rate, []))
+            runs[-1][1].append(mono)
+            seconds += frame.samples / frame.sample_rate
             if seconds >= max_seconds:
                 break
-    runs = [(run_rate, blocks) for run_rate, blocks in runs if blocks]
     if not runs:
         raise DecodeError(path, "no decodable audio frames")
     rate = runs[0][0]
@@ -259,6 +243,58 @@ def _read_pyav(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
         ]
     )
     return audio[: int(max_seconds * rate)], rate
+
+
+def stream(path: str | os.PathLike, sample_rate: int, block_seconds: float = 60.0) -> Iterator[np.ndarray]:
+    """The whole file, however long, as mono float32 blocks of about `block_seconds` at
+    `sample_rate`, decoded (PyAV) and resampled (soxr's stream: the same samples as resampling
+    the whole) as it is read: memory holds a block, not the file. For segment rows over an
+    hour-long file; raises `DecodeError` when the file holds no decodable audio."""
+    path, pending, have, resampler, first_rate = Path(path), [], 0, None, None
+    with _open_pyav(path) as (container, stream_):
+        for frame, mono in _pyav_frames(container, stream_):
+            if first_rate is None:
+                first_rate = frame.sample_rate
+                resampler = soxr.ResampleStream(first_rate, sample_rate, 1, dtype="float32", quality="HQ")
+            if frame.sample_rate != first_rate:  # a rate change part-way, as in _read_pyav
+                mono = soxr.resample(mono, frame.sample_rate, first_rate, quality="HQ")
+            pending.append(resampler.resample_chunk(mono))
+            have += len(pending[-1])
+            if have >= block_seconds * sample_rate:
+                yield np.concatenate(pending)
+                pending, have = [], 0
+    if resampler is None:
+        raise DecodeError(path, "no decodable audio frames")
+    pending.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+    yield np.concatenate(pending)
+
+
+@contextmanager
+def _open_pyav(path: Path) -> Iterator[tuple[Any, Any]]:
+    """(container, its first audio stream), with `DecodeError`s a person can act on."""
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError:
+        raise DecodeError(path, "not an audio file ffmpeg or libsndfile can read") from None
+    with container:
+        if not container.streams.audio:
+            raise DecodeError(path, "the file has no audio stream")
+        yield container, container.streams.audio[0]
+
+
+def _pyav_frames(container: Any, stream: Any) -> Iterator[tuple[Any, np.ndarray]]:
+    """(frame, its mono float32 samples) for each frame from where the container stands,
+    skipping packets that do not decode (damage) instead of giving up."""
+    to_planar_float = av.AudioResampler(format="fltp")  # format only: rate and layout unchanged
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.FFmpegError:
+            continue  # damaged packet: skip it, keep the rest
+        for frame in frames:
+            blocks = [_to_mono(f.to_ndarray()) for f in to_planar_float.resample(frame)]
+            if blocks:
+                yield frame, (np.concatenate(blocks) if len(blocks) > 1 else blocks[0])
 
 
 def _to_mono(channels_first: np.ndarray) -> np.ndarray:
@@ -278,7 +314,6 @@ def decode_many(
     prefetch: int = 4,
     transform: Callable[[Decoded], Any] | None = None,
     timeout: float = DECODE_TIMEOUT,
-    spread: bool = True,
 ) -> Iterator[tuple[Path, Any]]:
     """Decode files in `workers` processes, yielding (path, result) in input order.
 
@@ -293,7 +328,7 @@ def decode_many(
     is a `DecodeError` saying which. With `workers=0` the same timeout holds, by SIGALRM.
     """
     paths = [Path(p) for p in paths]
-    task = partial(_decode_or_error, sample_rate=sample_rate, transform=transform, spread=spread)
+    task = partial(_decode_or_error, sample_rate=sample_rate, transform=transform)
     if workers == 0:
         for path in paths:
             yield path, _in_this_process(task, path, timeout)
@@ -356,9 +391,9 @@ def _outcome(path: Path, future: Future, timeout: float) -> Any:
         )
 
 
-def _decode_or_error(path: Path, sample_rate: int, transform: Callable | None, spread: bool = True) -> Any:
+def _decode_or_error(path: Path, sample_rate: int, transform: Callable | None) -> Any:
     try:
-        decoded = decode(path, sample_rate, spread=spread)
+        decoded = decode(path, sample_rate)
         return transform(decoded) if transform else decoded
     except DecodeError as error:
         return error

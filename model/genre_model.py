@@ -24,6 +24,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -233,34 +234,49 @@ class GenreModel:
         segments: bool,
         hop_seconds: float | None = None,
     ) -> Prediction:
-        outcome = self._decode(x, sample_rate, spread=not segments)  # segments keep the file's times
         name = _name(x) or "the input"
-        prediction = next(classify_decoded(self.ensemble, [(Path(name), outcome)], 1, segments, hop_seconds))
+        with self._as_file(x, sample_rate) as path:  # a long file's segments read it again
+            if path is None:
+                outcome = from_waveform(np.asarray(x), sample_rate, self.sample_rate)
+            else:
+                outcome = _decode_or_error(path, self.sample_rate)
+            where = path or Path(name)
+            prediction = next(classify_decoded(self.ensemble, [(where, outcome)], 1, segments, hop_seconds))
         if prediction.status == "fallback":
             if strict:
                 raise UnusableAudio(name, prediction.reason)
             warnings.warn(f"{name}: {prediction.reason}; returning the class prior", stacklevel=3)
         return prediction
 
-    def _decode(self, x: Audio, sample_rate: int | None, spread: bool) -> Decoded | DecodeError:
+    @contextmanager
+    def _as_file(self, x: Audio, sample_rate: int | None) -> Iterator[Path | None]:
+        """The input as a file on disk (bytes and file objects in a temporary one: the one decode
+        path), or None for a waveform."""
         if isinstance(x, (str, os.PathLike)):
             _no_rate(sample_rate, "a path")
             _check_readable(Path(x))
-            return _decode_or_error(Path(x), self.sample_rate, spread)
+            yield Path(x)
+            return
         if isinstance(x, (bytes, bytearray, memoryview)):
             _no_rate(sample_rate, "file bytes")
-            return _decode_bytes(bytes(x), ".mp3", self.sample_rate, spread)
-        if hasattr(x, "read"):
+            data, suffix = bytes(x), ".mp3"
+        elif hasattr(x, "read"):
             _no_rate(sample_rate, "a file object")
             data = x.read()
             if not isinstance(data, bytes):
                 raise TypeError("the file object must be opened in binary mode ('rb')")
-            return _decode_bytes(
-                data, Path(str(getattr(x, "name", "")) or "x.mp3").suffix or ".mp3", self.sample_rate, spread
-            )
-        if sample_rate is None:
-            raise ValueError("a waveform needs its sample_rate, e.g. model.predict(audio, sample_rate=44100)")
-        return from_waveform(np.asarray(x), sample_rate, self.sample_rate)
+            suffix = Path(str(getattr(x, "name", "")) or "x.mp3").suffix or ".mp3"
+        else:
+            if sample_rate is None:
+                raise ValueError(
+                    "a waveform needs its sample_rate, e.g. model.predict(audio, sample_rate=44100)"
+                )
+            yield None
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / f"input{suffix}"
+            path.write_bytes(data)
+            yield path
 
 
 _GUARD_HINT = (
@@ -293,19 +309,11 @@ def from_waveform(samples: np.ndarray, sample_rate: int, target_rate: int) -> De
     )
 
 
-def _decode_or_error(path: Path, sample_rate: int, spread: bool = True) -> Decoded | DecodeError:
+def _decode_or_error(path: Path, sample_rate: int) -> Decoded | DecodeError:
     try:
-        return decode(path, sample_rate, spread=spread)
+        return decode(path, sample_rate)
     except DecodeError as error:
         return error
-
-
-def _decode_bytes(data: bytes, suffix: str, sample_rate: int, spread: bool = True) -> Decoded | DecodeError:
-    """Bytes go through the file decode path itself (one path), via a temporary file."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"input{suffix}"
-        path.write_bytes(data)
-        return _decode_or_error(path, sample_rate, spread)
 
 
 def _check_readable(path: Path) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import Decoded, DecodeError, decode_many, unusable_reason
+from .audio import Decoded, DecodeError, decode_many, stream, unusable_reason
 from .ensemble import Ensemble
-from .segments import segment_probabilities
+from .segments import stream_segments
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,7 @@ def classify_files(
     prediction also carries its segment rows (model/segments.py, every `hop_seconds`)."""
     # prefetch 2 batches' worth per worker at most: bounded memory, workers never starve.
     prefetch = max(2, -(-2 * batch_size // max(workers, 1)))
-    # segments keep the file's own times: a long file's first 10 minutes rather than excerpts
-    decoded = decode_many(
-        paths, ensemble.manifest.sample_rate, workers, prefetch=prefetch, spread=not segments
-    )
+    decoded = decode_many(paths, ensemble.manifest.sample_rate, workers, prefetch=prefetch)
     yield from classify_decoded(ensemble, decoded, batch_size, segments, hop_seconds)
 
 
@@ -90,7 +87,8 @@ def _fallback(
     """The prior's row, and with `segments` one segment of it spanning what was decoded."""
     prior = ensemble.fallback_probabilities()
     seconds = decoded.seconds if decoded else 0.0
-    rows = np.concatenate([[0.0, seconds], prior])[None] if segments else None
+    span = (decoded.whole_seconds or seconds) if decoded else 0.0  # a long file's row spans all of it
+    rows = np.concatenate([[0.0, span], prior])[None] if segments else None
     decoder = decoded.decoder if decoded else None
     return Prediction(path, prior, "fallback", seconds, decoder, reason, transient, rows)
 
@@ -132,20 +130,27 @@ def _classify_batch(
 def _segment_rows(
     ensemble: Ensemble, path: Path, decoded: Decoded, clip_row: np.ndarray, hop_seconds: float | None
 ) -> np.ndarray:
-    """(segments, 2 + classes); if scoring the segments fails (out of memory on a long clip, say),
-    one segment spanning the clip with the clip's row, and a warning."""
+    """(segments, 2 + classes) over the file's whole length: a file decoded as excerpts (longer
+    than audio.MAX_SECONDS) is read again, whole, block by block (`audio.stream`), so memory stays
+    that of one block however long it is. If scoring the segments fails (out of memory, say), one
+    segment spanning what was decoded with the clip's row, and a warning."""
     try:
-        starts, ends, probabilities = segment_probabilities(ensemble, decoded.audio, hop_seconds)
-        if np.isfinite(probabilities).all():
-            return np.column_stack([starts, ends, probabilities])
+        rate = ensemble.manifest.sample_rate
+        blocks = stream(path, rate) if decoded.excerpted else [decoded.audio]
+        parts = list(stream_segments(ensemble, blocks, hop_seconds))
+        rows = np.concatenate([np.column_stack(part) for part in parts])
+        if np.isfinite(rows).all():
+            return rows
         problem = "not finite"
+    except DecodeError as error:  # the file changed, or went, since its excerpts were decoded
+        problem = error.reason
     except RuntimeError as error:
         _release_device_memory(ensemble.device)
         problem = str(error).splitlines()[0][:200]
     warnings.warn(
         f"{path}: segment scores failed ({problem}); its one segment is the clip's row", stacklevel=2
     )
-    return np.concatenate([[0.0, decoded.seconds], clip_row])[None]
+    return np.concatenate([[0.0, decoded.whole_seconds or decoded.seconds], clip_row])[None]
 
 
 # A forward pass holds at most batch size x this much audio, or one clip if that is longer (up to

@@ -38,8 +38,10 @@ def weights_signature(weights_dir: str | os.PathLike) -> str:
     return hashlib.sha256((Path(weights_dir) / "manifest.json").read_bytes()).hexdigest()
 
 
-def read_journal(path: Path, weights: str) -> dict[tuple, dict]:
-    """{file signature: entry} of the reusable entries of a journal (empty if there is none)."""
+def read_journal(path: Path, weights: str) -> dict[tuple, str]:
+    """{file signature: its line} for the complete entries of a journal (empty if there is none).
+    A line is kept as its text, a few hundred bytes, not as a parsed entry (a few kilobytes):
+    resuming a 100,000-file run holds them all at once. `json.loads` gives the entry."""
     entries = {}
     if not path.exists():
         return entries
@@ -53,20 +55,20 @@ def read_journal(path: Path, weights: str) -> dict[tuple, dict]:
                 )
                 continue
             if isinstance(entry, dict) and entry.get("weights") == weights and _complete(entry):
-                entries[tuple(entry["file"])] = entry
+                entries[tuple(entry["file"])] = line.rstrip("\n")
     return entries
 
 
 def reusable_entries(
     path: Path, weights: str, files: list[Path], root: Path | None = None
-) -> dict[Path, dict]:
-    """The journal's entries a resumed run keeps for `files` (see the module docstring)."""
+) -> dict[Path, str]:
+    """The journal's lines a resumed run keeps for `files` (see the module docstring)."""
     entries = read_journal(path, weights)
     kept = {}
     for file in files:
-        entry = entries.get(tuple(file_signature(file, root)))
-        if entry and not entry.get("transient", False):
-            kept[file] = entry
+        line = entries.pop(tuple(file_signature(file, root)), None)
+        if line and not json.loads(line).get("transient", False):
+            kept[file] = line
     return kept
 
 
@@ -77,11 +79,11 @@ def _complete(entry: dict) -> bool:
 class Journal:
     """Appends finished predictions; a line is complete on disk before the next starts."""
 
-    def __init__(self, path: Path, weights: str, keep: list[dict], root: Path | None = None):
+    def __init__(self, path: Path, weights: str, keep: list[str], root: Path | None = None):
         self.path, self.weights, self.root = path, weights, root
-        # What is reused, without what is stale, replaces the old journal in one step: a run
+        # The reused lines, without what is stale, replace the old journal in one step: a run
         # killed at this point still finds every kept entry.
-        write_atomic(path, "".join(json.dumps(entry) + "\n" for entry in keep).encode())
+        write_atomic(path, "".join(line + "\n" for line in keep).encode())
         self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 -- closed in close()
 
     def add(self, path: Path, probabilities: np.ndarray, report: dict) -> None:

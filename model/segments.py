@@ -18,6 +18,9 @@ chunk that overlaps, the zero-shot model's 4-chunk sample -- it is close to that
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import torch
 
@@ -41,7 +44,6 @@ def default_window_seconds(ensemble: Ensemble) -> float:
     return max((m.chunk_seconds for m in ensemble.manifest.members if m.kind != "prior"), default=1.0)
 
 
-@torch.inference_mode()
 def segment_probabilities(
     ensemble: Ensemble,
     audio: np.ndarray,
@@ -50,47 +52,106 @@ def segment_probabilities(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mono audio at the ensemble's sample rate -> (starts, ends) in seconds and floored
     probabilities (segments, classes), each row summing to 1."""
+    parts = list(stream_segments(ensemble, [audio], hop_seconds, window_seconds))
+    return tuple(np.concatenate(columns) for columns in zip(*parts))  # type: ignore[return-value]
+
+
+# Audio is scored once this much of it waits (the segments it holds whole); what later segments
+# still need is kept. Memory is that of a 10-minute clip (audio.MAX_SECONDS), whatever the length.
+SCORED_SECONDS = 600.0
+
+
+@torch.inference_mode()
+def stream_segments(
+    ensemble: Ensemble,
+    blocks: Iterable[np.ndarray],
+    hop_seconds: float | None = None,
+    window_seconds: float | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`segment_probabilities` over audio that arrives in blocks (`audio.stream`: a file of any
+    length), yielding (starts, ends, probabilities) as stretches of it are scored. The rows are
+    those of the whole audio at once: the grid is the same, and each stretch is scored with the
+    samples its spectrogram frames read on either side (frames start on a multiple of every hop
+    length), so cutting the audio changes nothing but float rounding."""
     window = window_seconds or default_window_seconds(ensemble)
     hop = hop_seconds or window
     if window <= 0 or hop <= 0:
         raise ValueError(f"segment window and hop must be positive seconds, got {window} and {hop}")
-    rate, samples = ensemble.manifest.sample_rate, len(audio)
-    duration = samples / rate
-    waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(ensemble.device)
-    specs = ensemble.spectrograms(waveform)
-
-    # The grid is laid on the frames of the config with the longest chunk; the others follow in seconds.
+    rate = ensemble.manifest.sample_rate
     reference = next(
         (m.spectrogram for m in ensemble.manifest.members if m.kind != "prior" and m.chunk_seconds == window),
         None,
-    ) or next(iter(specs), None)
-    if reference is None:  # prior-only: no spectrogram, a plain grid in seconds
-        starts = (
-            np.array(window_starts(max(1, round(duration * 1000)), round(window * 1000), round(hop * 1000)))
-            / 1000
-        )
-    else:
-        frames_per_second = reference.sample_rate / reference.hop_length
-        grid = window_starts(
-            reference.frames(samples), reference.seconds_to_frames(window), reference.seconds_to_frames(hop)
-        )
-        starts = np.array(grid) / frames_per_second
-    ends = np.minimum(starts + window, duration)
+    ) or next(iter(ensemble.configs), None)
+    if reference is None:  # prior-only: no spectrogram, a plain grid in milliseconds over the length
+        duration = sum(len(block) for block in blocks) / rate
+        grid = window_starts(max(1, round(duration * 1000)), round(window * 1000), round(hop * 1000))
+        starts = np.array(grid) / 1000
+        yield starts, np.minimum(starts + window, duration), ensemble.rows({}, {}, len(starts))
+        return
 
+    # The grid is laid on the frames of the config with the longest chunk; the others follow in seconds.
+    window_frames, hop_frames = reference.seconds_to_frames(window), reference.seconds_to_frames(hop)
+    unit = math.lcm(*(config.hop_length for config in ensemble.configs))  # where a cut keeps frames aligned
+    margin = max(config.n_fft // 2 + config.hop_length for config in ensemble.configs)
+    needs = round(window * rate) + margin  # samples from a segment's start until it can be scored
+    pending: list[np.ndarray] = []
+    origin = waiting = scored = 0  # first kept sample; samples kept; segments scored so far
+    for block in blocks:
+        pending.append(block)
+        waiting += len(block)
+        if waiting < SCORED_SECONDS * rate:
+            continue
+        audio = np.concatenate(pending)
+        ready = scored
+        while (ready * hop_frames * reference.hop_length) + needs <= origin + len(audio):
+            ready += 1
+        if ready > scored:
+            yield _score(ensemble, audio, origin, np.arange(scored, ready) * hop_frames, reference, window)
+            scored = ready
+            keep_from = max(0, ((scored - 1) * hop_frames + 1) * reference.hop_length - margin) // unit * unit
+            audio, origin = audio[keep_from - origin :], keep_from
+        pending, waiting = [audio], len(audio)
+
+    audio = np.concatenate(pending) if pending else np.zeros(0, np.float32)
+    grid = window_starts(reference.frames(origin + len(audio)), window_frames, hop_frames)
+    if len(grid) > scored:
+        yield _score(ensemble, audio, origin, np.array(grid[scored:]), reference, window, final=True)
+
+
+def _score(
+    ensemble: Ensemble,
+    audio: np.ndarray,
+    origin: int,
+    start_frames: np.ndarray,
+    reference: SpectrogramConfig,
+    window: float,
+    final: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The segments starting at `start_frames` (of `reference`) of audio that begins `origin`
+    samples into the file: (starts, ends, rows)."""
+    rate = ensemble.manifest.sample_rate
+    starts = start_frames / (reference.sample_rate / reference.hop_length)
+    duration = (origin + len(audio)) / rate
+    ends = np.minimum(starts + window, duration) if final else starts + window
+    waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(ensemble.device)
     stretches, frames = {}, {}
-    for config, spec in specs.items():
-        stretches[config], frames[config] = _stretches(spec[0], config, starts, window)
+    for config, spec in ensemble.spectrograms(waveform).items():
+        stretches[config], frames[config] = _stretches(spec[0], config, starts, window, origin)
     return starts, ends, ensemble.rows(stretches, frames, len(starts))
 
 
 def _stretches(
-    spec: torch.Tensor, config: SpectrogramConfig, starts: np.ndarray, window: float
+    spec: torch.Tensor, config: SpectrogramConfig, starts: np.ndarray, window: float, origin: int = 0
 ) -> tuple[torch.Tensor, list[int]]:
-    """The clip's log-mel (mels, frames) cut at each segment: (segments, mels, longest) zero-padded,
-    and each segment's valid frames."""
+    """The log-mel (mels, frames) of audio beginning `origin` samples into the clip, cut at each
+    segment: (segments, mels, longest) zero-padded, and each segment's valid frames."""
     total, length = spec.shape[1], config.seconds_to_frames(window)
     length = min(length, total)
-    firsts = [min(round(start * config.sample_rate / config.hop_length), total - length) for start in starts]
+    skipped = origin // config.hop_length
+    firsts = [
+        min(round(start * config.sample_rate / config.hop_length) - skipped, total - length)
+        for start in starts
+    ]
     out = spec.new_zeros(len(firsts), spec.shape[0], length)
     for row, first in enumerate(firsts):
         out[row] = spec[:, first : first + length]

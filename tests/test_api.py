@@ -217,6 +217,48 @@ def test_segments_of_the_shipped_kind_cover_the_clip(zero_shot_weights, songs):
     assert len(quiet) == 1 and quiet["end"].iloc[0] == pytest.approx(1.0, abs=0.05)
 
 
+def test_segments_scored_as_the_audio_streams_in_equal_those_of_the_whole(shared_tiny_weights, monkeypatch):
+    """Audio arriving in 97-sample blocks, scored every 5 s: the rows of scoring it all at once,
+    on the tiny ensemble's two spectrograms (hops of 256 and 512, FFTs of 512 and 1024). A
+    dense hop puts segments right at every cut: without the samples kept either side of a cut
+    for the spectrogram frames there, rows differ by ~1e-4."""
+    import model.segments as segments
+
+    ensemble = GenreModel.load(shared_tiny_weights, device="cpu").ensemble
+    audio = signal(20.3, 16000, channels=1, freq=300, seed=3)[:, 0]
+    audio *= np.linspace(0.1, 2, len(audio), dtype=np.float32)  # rows that change over time
+    for hop in (0.02, 0.5, None):
+        whole = segments.segment_probabilities(ensemble, audio, hop)
+        monkeypatch.setattr(segments, "SCORED_SECONDS", 5.0)
+        blocks = [audio[i : i + 97] for i in range(0, len(audio), 97)]
+        parts = list(segments.stream_segments(ensemble, blocks, hop))
+        monkeypatch.undo()
+        assert len(parts) >= 4  # it was scored in stretches
+        streamed = [np.concatenate(column) for column in zip(*parts)]
+        np.testing.assert_array_equal(streamed[0], whole[0])
+        np.testing.assert_array_equal(streamed[1], whole[1])
+        np.testing.assert_allclose(streamed[2], whole[2], rtol=0, atol=1e-6)
+
+
+def test_segments_of_a_long_file_cover_all_of_it_from_bytes_too(shared_tiny_weights, monkeypatch, tmp_path):
+    """A file longer than what is decoded at once (audio.MAX_SECONDS, 20 s here): its row hears
+    excerpts spread over it, and its segments are read again, whole, in blocks: they run to its
+    end, and the input given as bytes stays on disk while they are read."""
+    import model.audio
+    import model.segments
+
+    monkeypatch.setattr(model.audio, "MAX_SECONDS", 20.0)
+    monkeypatch.setattr(model.segments, "SCORED_SECONDS", 8.0)
+    model = GenreModel.load(shared_tiny_weights, device="cpu")
+    audio = signal(50, 22050, channels=1, freq=440, seed=6)
+    path = write_mp3(tmp_path / "long.mp3", audio, 22050)
+    timeline = model.segments(path.read_bytes(), hop_seconds=2.0)
+    assert timeline["start"].iloc[0] == 0 and timeline["end"].iloc[-1] == pytest.approx(50, abs=0.1)
+    assert np.diff(timeline["start"]).max() == pytest.approx(2.0, abs=0.02)  # no gap between blocks
+    np.testing.assert_allclose(timeline[list(GENRES)].sum(axis=1), 1, atol=1e-9)
+    assert model.segments(path, hop_seconds=2.0).equals(timeline)
+
+
 def test_docstring_examples_run(zero_shot_weights, monkeypatch):
     import model.genre_model
 

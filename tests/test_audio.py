@@ -14,7 +14,7 @@ from conftest import (
     write_mp3,
     write_vbr_without_xing,
 )
-from model.audio import DecodeError, decode, decode_many, unusable_reason
+from model.audio import DecodeError, decode, decode_many, stream, unusable_reason
 
 RATE = 16000
 
@@ -135,6 +135,23 @@ def test_a_sample_rate_change_mid_stream_keeps_pitch_and_length(tmp_path):
     assert decoded.decoder == "pyav" and decoded.seconds == pytest.approx(10, abs=0.2)
     assert dominant_frequency(decoded.audio[RATE : 4 * RATE], RATE) == pytest.approx(440, abs=3)
     assert dominant_frequency(decoded.audio[6 * RATE : 9 * RATE], RATE) == pytest.approx(880, abs=3)
+    streamed = np.concatenate(list(stream(path, RATE, block_seconds=2)))  # the same, block by block
+    assert len(streamed) == pytest.approx(len(decoded.audio), abs=RATE // 50)
+    assert dominant_frequency(streamed[6 * RATE : 9 * RATE], RATE) == pytest.approx(880, abs=3)
+
+
+def test_stream_reads_a_file_whole_in_blocks_with_the_samples_decode_gives(clips, tmp_path):
+    """Blocks of about `block_seconds`, the last one shorter; joined, the samples `decode` gives
+    (soxr's stream resamples as the whole does). A file without audio raises as decode does."""
+    whole = decode(clips["cbr30"], RATE)
+    blocks = list(stream(clips["cbr30"], RATE, block_seconds=4))
+    assert all(4 * RATE <= len(b) < 4.2 * RATE for b in blocks[:-1]) and len(blocks[-1]) < 4.2 * RATE
+    joined = np.concatenate(blocks)
+    assert len(joined) == pytest.approx(len(whole.audio), abs=RATE // 100)
+    n = min(len(joined), len(whole.audio))
+    assert np.abs(joined[:n] - whole.audio[:n]).max() < 1e-4
+    with pytest.raises(DecodeError, match="not an audio file"):
+        next(stream(clips["random"], RATE))
 
 
 @pytest.mark.parametrize("workers", [0, 2])

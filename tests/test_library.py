@@ -200,7 +200,8 @@ def test_resume_shards_and_merge_work_the_same_way_on_a_library(library, tiny, t
 @pytest.mark.slow  # 11 minutes generated and predicted twice: ~15 s
 def test_a_long_file_is_scored_on_excerpts_over_its_whole_length_and_segments_keep_its_times(tiny, tmp_path):
     """11 minutes, past the 10 decoded: the row hears 20 excerpts spread from start to end (the
-    report's decoder says so); --segments keeps the file's own times, over its first 10 minutes."""
+    report's decoder says so); --segments reads the file again, whole, and its rows run to the
+    end, on the file's own times; the clip row is the same with or without --segments."""
     from conftest import signal as music
     from conftest import write_mp3
 
@@ -217,4 +218,6 @@ def test_a_long_file_is_scored_on_excerpts_over_its_whole_length_and_segments_ke
     timed = run_predict(payload, tiny, tmp_path / "o2.csv", "--segments", str(segments))
     assert timed.returncode == 0, timed.stderr
     rows = pd.read_csv(segments)
-    assert rows["start"].iloc[0] == 0 and rows["end"].max() == pytest.approx(600, abs=0.1)
+    assert rows["start"].iloc[0] == 0 and rows["end"].iloc[-1] == pytest.approx(660, abs=0.1)
+    assert np.diff(rows["start"]).max() == pytest.approx(3.0, abs=0.02)  # one grid, no gap
+    assert (tmp_path / "o2.csv").read_text() == out.read_text()
