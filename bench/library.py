@@ -203,7 +203,7 @@ def _lines(path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["long", "folders"])
-    parser.add_argument("--hours", type=lambda s: [float(x) for x in s.split(",")], default=[1.5, 3, 10])
+    parser.add_argument("--hours", type=lambda s: [float(x) for x in s.split(",") if x], default=[1.5, 3, 10])
     parser.add_argument(
         "--segment-hours", type=lambda s: [float(x) for x in s.split(",") if x], default=[1.5, 3]
     )

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from .networks.base import GenreNetwork
 from .spectrogram import SpectrogramConfig
-from .speech import pause_fraction
+from .speech import speech_features
 
 # The input musicnn was trained on; chunks of 187 frames (3 s), as in its training.
 MUSICNN_SPECTROGRAM = SpectrogramConfig(n_mels=96, compression="log10_1p")
@@ -271,8 +271,13 @@ class MusicnnPair(GenreNetwork):
 
     def backbone(self, spec: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(batch, 96, frames) -> tag logits (batch, 100), embedding (batch, 400) and the chunk's
-        pause fraction (batch,): the speech cue the taggers lack (model/speech.py)."""
-        return (*self.taggers(spec), pause_fraction(spec))
+        speech features (batch, 2): the speech cue the taggers lack (model/speech.py)."""
+        return (*self.taggers(spec), self.speech_cue(spec))
+
+    def speech_cue(self, spec: Tensor) -> Tensor:
+        """(batch, 96, frames) -> (batch, 2) what model/speech.py measures of each chunk for the
+        speech cue (pause fraction, syllabic score)."""
+        return speech_features(spec)
 
     def taggers(self, spec: Tensor) -> tuple[Tensor, Tensor]:
         """(batch, 96, frames) -> tag logits (batch, 100) and embedding (batch, 400) of both taggers."""
@@ -299,7 +304,7 @@ class MusicnnPair(GenreNetwork):
         taggers = ExportedFunction(_Taggers(self), example, ["tags", "embedding"], threads)
 
         def backbone(chunks: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            return (*taggers(chunks), pause_fraction(chunks))
+            return (*taggers(chunks), self.speech_cue(chunks))
 
         backbone.chunks_per_call = taggers.chunks_per_call
         return backbone

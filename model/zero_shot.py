@@ -24,6 +24,20 @@ These three numbers are stated beliefs about speech and music (phrase pauses tak
 third of read speech; music rarely falls to its noise floor within 3 s), not optimised values;
 `SPEECH_PAUSES` was set after seeing the pause fractions of the real-music corpus (README).
 
+**The counted rule** (manifest hparams `tag_base_rates` and `speech_cue`; written by
+`tools/zero_shot_ensemble.py --rule counted`, measured in the README and not shipped): base rates
+counted in the taggers' own label files (weights/musicnn/tag_base_rates.json), each tag's Bayes
+factor -- its odds here over its odds in general, the likelihood ratio of "tag on" against "tag
+off" -- so that genres, which exclude one another, compare as their hallmarks' factors do:
+
+    tagged(genre) = max over any_of t of BF(t) / max over none_of t of BF(t)
+    ratio(genre) = (1 - coverage) + coverage x tagged(genre)
+
+where coverage is the share of the genre its tags describe (0.9 where a tag names it; 0.2 for
+International and Old-Time / Historic, whose tags name a sliver of them: they stay near their
+prior). Spoken also takes a woman's voice, and the speech cue is model/speech.py's pair
+(syllables, pauses) with likelihoods counted on the corpus' decided-on part (`SPEECH_CUES`).
+
 The ensemble averages the log evidence over the clip's chunks and adds the log of the
 FMA-medium class prior (manifest kind `zero_shot`): a Bayes update of the prior by the taggers'
 evidence, so its confidence is what those ratios support, no temperature. No weight, threshold
@@ -51,6 +65,9 @@ or temperature was fitted to FMA, and nothing was optimised on any test.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from torch import Tensor
 
@@ -60,6 +77,25 @@ from .musicnn import PAIR_TAGS, MusicnnPair, check_input
 SPEECH_PAUSES = 0.10  # a chunk with this fraction of pause frames (or more) is fully speech-like
 CUE_GIVEN_SPEECH = 0.9  # P(speech cue | Spoken): most speech chunks hold pauses
 CUE_GIVEN_MUSIC = 0.01  # P(speech cue | a music genre): music rarely does
+
+# The speech cues a manifest can name. "pauses": the shipped one, its likelihoods stated beliefs.
+# "syllables and pauses": P(cell | Spoken) and P(cell | music) for the four cells [syllabic score
+# >= 0.5][pause fraction >= 0.10] of model/speech.py's measures, counted (add-one) over the 3-s
+# chunks of the corpus' decided-on part: speech 22, 42, 181, 315 of 560 (real prompts, dialogue and
+# read speech, and bench/speech_cue.py's generated cases); music 584, 51, 28, 5 of 668 (the corpus'
+# music, faded-in and quiet copies, generated piano and guitar with rests).
+SPEECH_CUES: dict[str, dict] = {
+    "pauses": {"given_speech": CUE_GIVEN_SPEECH, "given_music": CUE_GIVEN_MUSIC},
+    "syllables and pauses": {
+        "given_speech": [[0.041, 0.076], [0.323, 0.560]],
+        "given_music": [[0.871, 0.077], [0.043, 0.009]],
+    },
+}
+
+# The counted rule's changes to the table: the share of each genre its tags describe (module
+# docstring), and a woman's voice for Spoken besides a man's.
+COUNTED_COVERAGE = {"International": 0.2, "Old-Time / Historic": 0.2}  # every other genre: 0.9
+COUNTED_EXTRA_TAGS = {"Spoken": ("mtt:female voice", "mtt:woman")}
 
 # genre -> (any_of, none_of); the table in the module docstring, in code.
 GENRE_TAGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -117,20 +153,44 @@ GENRE_TAGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def genre_tags_json() -> dict[str, dict[str, list[str]]]:
-    """`GENRE_TAGS` as the manifest stores it (the member's hparams), so it can be read and edited there."""
-    return {
-        genre: {"any_of": list(any_of), "none_of": list(none_of)}
-        for genre, (any_of, none_of) in GENRE_TAGS.items()
+def genre_tags_json(counted: bool = False) -> dict[str, dict]:
+    """`GENRE_TAGS` as the manifest stores it (the member's hparams), so it can be read and edited
+    there; `counted`: with the counted rule's coverage and extra tags."""
+    table = {}
+    for genre, (any_of, none_of) in GENRE_TAGS.items():
+        table[genre] = {"any_of": list(any_of), "none_of": list(none_of)}
+        if counted:
+            table[genre]["any_of"] += COUNTED_EXTRA_TAGS.get(genre, ())
+            table[genre]["coverage"] = COUNTED_COVERAGE.get(genre, 0.9)
+    return table
+
+
+def read_tag_base_rates(path: str | Path) -> dict[str, float]:
+    """weights/musicnn/tag_base_rates.json -> {"msd:<tag>" / "mtt:<tag>": base rate}, all 100 tags."""
+    counted = json.loads(Path(path).read_text())
+    rates = {
+        f"{tagger}:{tag}": float(rate) for tagger in ("msd", "mtt") for tag, rate in counted[tagger].items()
     }
+    if sorted(rates) != sorted(PAIR_TAGS):
+        raise ValueError(f"{path}: needs a base rate for each of the {len(PAIR_TAGS)} tags, in 'msd'/'mtt'")
+    return rates
 
 
 class MusicnnZeroShot(MusicnnPair):
     """(batch, 96 mels, frames) -> (batch, 16) log genre evidence; see the module docstring.
 
-    A tagger pair with a fixed head, so its state dict is the pair's (weights/musicnn/musicnn_pair.pt)."""
+    A tagger pair with a fixed head, so its state dict is the pair's (weights/musicnn/musicnn_pair.pt).
+    Without `tag_base_rates` and `speech_cue` (the shipped manifest) it reads the shipped rule;
+    with them, the counted rule."""
 
-    def __init__(self, n_mels: int, n_classes: int, genre_tags: dict | None = None):
+    def __init__(
+        self,
+        n_mels: int,
+        n_classes: int,
+        genre_tags: dict | None = None,
+        tag_base_rates: dict[str, float] | None = None,
+        speech_cue: str = "pauses",
+    ):
         super().__init__()
         check_input(n_mels)
         genre_tags = genre_tags if genre_tags is not None else genre_tags_json()
@@ -138,6 +198,7 @@ class MusicnnZeroShot(MusicnnPair):
             raise ValueError(f"genre_tags must map exactly the {len(GENRES)} genres {list(GENRES)}")
         any_of = torch.zeros(len(GENRES), len(PAIR_TAGS), dtype=torch.bool)
         none_of = torch.zeros_like(any_of)
+        coverage = torch.ones(len(GENRES))
         for row, genre in enumerate(GENRES):
             for mask, key in ((any_of, "any_of"), (none_of, "none_of")):
                 for tag in genre_tags[genre].get(key, []):
@@ -148,32 +209,84 @@ class MusicnnZeroShot(MusicnnPair):
                     mask[row, PAIR_TAGS.index(tag)] = True
             if not any_of[row].any():
                 raise ValueError(f"{genre}: needs at least one any_of tag")
+            coverage[row] = float(genre_tags[genre].get("coverage", 1.0))
+            if not 0.0 < coverage[row] <= 1.0:
+                raise ValueError(f"{genre}: coverage must be in (0, 1], got {coverage[row].item():g}")
         self.register_buffer("any_of", any_of, persistent=False)
         self.register_buffer("none_of", none_of, persistent=False)
+        self.register_buffer("coverage", coverage, persistent=False)
+        rates = None
+        if tag_base_rates is not None:
+            if sorted(tag_base_rates) != sorted(PAIR_TAGS):
+                raise ValueError(
+                    f"tag_base_rates needs each of the {len(PAIR_TAGS)} tags, as 'msd:<tag>' or 'mtt:<tag>'"
+                )
+            rates = torch.tensor([float(tag_base_rates[tag]) for tag in PAIR_TAGS])
+            if not ((rates > 0) & (rates < 1)).all():
+                raise ValueError("tag_base_rates must lie strictly between 0 and 1")
+        self.register_buffer("counted_base_rates", rates, persistent=False)  # None: the shipped estimate
+        if speech_cue not in SPEECH_CUES:
+            raise ValueError(f"speech_cue must be one of {sorted(SPEECH_CUES)}, got {speech_cue!r}")
+        self.speech_cue_name = speech_cue
 
     def tag_base_rates(self) -> Tensor:
-        """(100,) each tag's probability for the taggers' average training clip (module docstring)."""
+        """(100,) each tag's base rate: counted in the taggers' labels (the counted rule), or the
+        shipped estimate, the output layer at the mean embedding (batch-norm fixes it at its bias),
+        which underestimates common tags up to a hundredfold (FACTS, README)."""
+        if self.counted_base_rates is not None:
+            return self.counted_base_rates
         return torch.cat([torch.sigmoid(t.output(t.dense_norm.bias)) for t in (self.msd, self.mtt)]).float()
 
     def tag_ratios(self, tag_probs: Tensor) -> Tensor:
-        """(batch, 100) tag probabilities -> (batch, 16) the genres' tag likelihood ratios by the table."""
+        """(batch, 100) tag probabilities -> (batch, 16) the genres' tag likelihood ratios by the
+        table, by the shipped or the counted rule (module docstring)."""
         base = self.tag_base_rates()
-        present = torch.where(self.any_of, (tag_probs / base)[:, None, :], 0.0).amax(dim=2)
-        absent = 1.0 - torch.where(self.none_of, tag_probs[:, None, :], 0.0).amax(dim=2)
-        base_absent = 1.0 - torch.where(self.none_of, base, 0.0).amax(dim=1)
-        return (present * absent / base_absent).clamp_min(1e-6)
+        if self.counted_base_rates is None:
+            present = torch.where(self.any_of, (tag_probs / base)[:, None, :], 0.0).amax(dim=2)
+            absent = 1.0 - torch.where(self.none_of, tag_probs[:, None, :], 0.0).amax(dim=2)
+            base_absent = 1.0 - torch.where(self.none_of, base, 0.0).amax(dim=1)
+            return (present * absent / base_absent).clamp_min(1e-6)
+        factors = (_odds(tag_probs) / _odds(base))[:, None, :]  # each tag's Bayes factor
+        present = torch.where(self.any_of, factors, 0.0).amax(dim=2)
+        against = torch.where(self.none_of, factors, 0.0).amax(dim=2)
+        tagged = present / torch.where(self.none_of.any(dim=1), against, 1.0)
+        return ((1.0 - self.coverage) + self.coverage * tagged).clamp_min(1e-6)
 
-    def cue_likelihood(self, pauses: Tensor) -> Tensor:
-        """(batch,) pause fractions -> (batch, 16) P(observed cue | genre) (module docstring)."""
-        speech_like = (pauses / SPEECH_PAUSES).clamp(0.0, 1.0)[:, None]
-        given = torch.full((len(GENRES),), CUE_GIVEN_MUSIC, device=pauses.device)
-        given[GENRES.index("Spoken")] = CUE_GIVEN_SPEECH
-        return speech_like * given + (1 - speech_like) * (1 - given)
+    def cue_likelihood(self, speech: Tensor) -> Tensor:
+        """(batch, 2) speech measures (model/speech.py: pause fraction, syllabic score) -> (batch,
+        16) P(observed cue | genre), by this member's cue (`SPEECH_CUES`)."""
+        cue = SPEECH_CUES[self.speech_cue_name]
+        pausing = (speech[:, 0] / SPEECH_PAUSES).clamp(0.0, 1.0)
+        spoken, music = cue["given_speech"], cue["given_music"]
+        if self.speech_cue_name == "pauses":
+            given_speech = pausing * spoken + (1 - pausing) * (1 - spoken)
+            given_music = pausing * music + (1 - pausing) * (1 - music)
+        else:  # soft membership of the four cells [syllabic][pausing]
+            syllabic = speech[:, 1].clamp(0.0, 1.0)
+            cells = torch.stack(
+                [
+                    (1 - syllabic) * (1 - pausing),
+                    (1 - syllabic) * pausing,
+                    syllabic * (1 - pausing),
+                    syllabic * pausing,
+                ],
+                dim=1,
+            )
+            given_speech = cells @ torch.tensor(spoken, dtype=cells.dtype, device=cells.device).flatten()
+            given_music = cells @ torch.tensor(music, dtype=cells.dtype, device=cells.device).flatten()
+        likelihood = given_music[:, None].repeat(1, len(GENRES))
+        likelihood[:, GENRES.index("Spoken")] = given_speech
+        return likelihood
 
     def forward(self, spec: Tensor) -> Tensor:
         return self.head_from(*self.backbone(spec))
 
-    def head_from(self, tag_logits: Tensor, embedding: Tensor, pauses: Tensor) -> Tensor:
+    def head_from(self, tag_logits: Tensor, embedding: Tensor, speech: Tensor) -> Tensor:
         """(batch, 16) log evidence of each genre for each chunk."""
         ratios = self.tag_ratios(torch.sigmoid(tag_logits.float()))
-        return torch.log(ratios) + torch.log(self.cue_likelihood(pauses.float()))
+        return torch.log(ratios) + torch.log(self.cue_likelihood(speech.float()))
+
+
+def _odds(p: Tensor) -> Tensor:
+    p = p.clamp(1e-6, 1 - 1e-6)
+    return p / (1 - p)

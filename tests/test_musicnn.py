@@ -103,7 +103,7 @@ def test_zero_shot_evidence_follows_the_table(monkeypatch):
     }
     for tag, p in setting.items():
         probs[0, PAIR_TAGS.index(tag)] = p
-    no_pauses = torch.zeros(1)
+    no_pauses = torch.zeros(1, 2)  # (pause fraction, syllabic score): nothing speech-like
     monkeypatch.setattr(MusicnnPair, "backbone", lambda self, spec: (torch.logit(probs), None, no_pauses))
     with torch.no_grad():
         ratios = (
@@ -127,7 +127,7 @@ def test_the_speech_cue_moves_the_odds_of_spoken_and_nothing_else():
     from model.zero_shot import CUE_GIVEN_MUSIC, CUE_GIVEN_SPEECH
 
     head = MusicnnZeroShot(96, 16)
-    likelihood = head.cue_likelihood(torch.tensor([0.0, 0.05, 0.3]))
+    likelihood = head.cue_likelihood(torch.tensor([[0.0, 0.0], [0.05, 1.0], [0.3, 1.0]]))  # pauses count here
     spoken = GENRES.index("Spoken")
     music = [i for i in range(16) if i != spoken]
     assert torch.allclose(
@@ -151,6 +151,95 @@ def test_pause_fraction_tells_speech_like_gaps_from_sustained_sound():
     spec = LogMel(MUSICNN_SPECTROGRAM)(torch.tensor(np.stack([sustained, words]), dtype=torch.float32))
     fractions = pause_fraction(spec[:, :, :MUSICNN_CHUNK_FRAMES])
     assert fractions[0] == 0 and 0.3 < fractions[1] < 0.7, fractions
+
+
+def test_the_counted_rule_compares_each_tags_odds_with_its_counted_base_rate():
+    """Bayes factors: odds(P) / odds(base) for the strongest any_of tag, over the strongest none_of
+    tag's factor; mixed with 1 by the genre's coverage."""
+    from model.zero_shot import read_tag_base_rates
+
+    rates = read_tag_base_rates(REPO / "weights" / "musicnn" / "tag_base_rates.json")
+    head = MusicnnZeroShot(96, 16, genre_tags_json(counted=True), rates, "syllables and pauses")
+    base = torch.tensor([rates[t] for t in PAIR_TAGS])[None]
+    assert torch.allclose(head.tag_ratios(base), torch.ones(1, 16), atol=1e-5)  # the average clip: 1
+    probs = base.clone()
+    setting = {"msd:rock": 0.5, "msd:punk": 0.2, "msd:oldies": 0.9, "mtt:voice": 0.6, "mtt:guitar": 0.5}
+    for tag, p in setting.items():
+        probs[0, PAIR_TAGS.index(tag)] = p
+    by_genre = dict(zip(GENRES, head.tag_ratios(probs)[0].tolist()))
+
+    def factor(tag: str) -> float:
+        p, b = setting[tag], rates[tag]
+        return (p / (1 - p)) / (b / (1 - b))
+
+    assert by_genre["Rock"] == pytest.approx(
+        0.1 + 0.9 * max(factor("msd:rock"), factor("msd:punk")), rel=1e-4
+    )
+    assert by_genre["Old-Time / Historic"] == pytest.approx(0.8 + 0.2 * factor("msd:oldies"), rel=1e-4)
+    assert by_genre["Spoken"] == pytest.approx(
+        0.1 + 0.9 * factor("mtt:voice") / factor("mtt:guitar"), rel=1e-4
+    )
+    assert by_genre["Jazz"] == pytest.approx(1.0, rel=1e-4)  # its tag at its base rate: no evidence
+
+
+def test_the_counted_base_rates_are_the_taggers_label_frequencies():
+    """weights/musicnn/tag_base_rates.json: all 100 tags, with where they were counted; MTT
+    "classical" 0.136 (the shipped estimate from the weights says 0.02)."""
+    from model.zero_shot import read_tag_base_rates
+
+    path = REPO / "weights" / "musicnn" / "tag_base_rates.json"
+    rates = read_tag_base_rates(path)
+    assert len(rates) == 100 and rates["mtt:classical"] == 0.136 and rates["msd:rock"] == 0.196
+    assert "musicnn-training" in json.loads(path.read_text())["provenance"]["source"]
+    estimate = MusicnnZeroShot(96, 16)
+    estimate.load_state_dict(torch.load(PAIR_FILE, weights_only=True))
+    assert estimate.tag_base_rates()[PAIR_TAGS.index("mtt:classical")] < 0.03
+    with pytest.raises(ValueError, match="tag_base_rates needs each of the 100 tags"):
+        MusicnnZeroShot(96, 16, tag_base_rates={"msd:rock": 0.2})
+    with pytest.raises(ValueError, match="speech_cue must be one of"):
+        MusicnnZeroShot(96, 16, speech_cue="laughter")
+
+
+def test_the_two_cue_speech_likelihoods_follow_their_cells():
+    """The counted cue: syllables and pauses together are the strongest evidence for speech,
+    pauses alone (music with rests has them) almost none."""
+    from model.zero_shot import SPEECH_CUES
+
+    head = MusicnnZeroShot(96, 16, speech_cue="syllables and pauses")
+    measures = torch.tensor([[0.0, 0.0], [0.3, 0.0], [0.0, 1.0], [0.3, 1.0]])  # (pauses, syllabic)
+    likelihood = head.cue_likelihood(measures)
+    spoken, music = likelihood[:, GENRES.index("Spoken")], likelihood[:, GENRES.index("Rock")]
+    cells = SPEECH_CUES["syllables and pauses"]
+    expected = [
+        cells["given_speech"][s][p] / cells["given_music"][s][p] for s, p in ((0, 0), (0, 1), (1, 0), (1, 1))
+    ]
+    assert torch.allclose(spoken / music, torch.tensor(expected), rtol=1e-5)
+    odds = (spoken / music).tolist()
+    assert odds[0] < 0.1 and 0.5 < odds[1] < 2 and odds[3] > 30
+
+
+def test_syllables_tell_speech_from_music_with_rests():
+    """Generated: syllable-like bursts (with no gaps, and under a bed 20 dB down) score as
+    syllabic; a sustained chord, a decaying note every second with rests between, and drums over
+    a chord do not. (Bare drum hits would: Spoken's none_of tags, drums and beat, answer those.)"""
+    from model.spectrogram import LogMel
+    from model.speech import speech_features
+
+    rate, rng = 16000, np.random.default_rng(0)
+    t = np.arange(3 * rate) / rate
+    syllables = np.abs(np.sin(2 * np.pi * 2.5 * t)) ** 3  # 5 syllables a second, dipping to silence
+    voice = 0.3 * syllables * np.sin(2 * np.pi * 160 * t + 3 * np.sin(2 * np.pi * 4 * t))
+    voice += 0.05 * syllables * rng.standard_normal(len(t))
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0)) / 6
+    bed = chord * np.sqrt(np.mean(voice**2) / np.mean(chord**2)) * 0.1  # 20 dB below the voice
+    phase = t % 1.0
+    piano = np.where(phase < 0.5, np.exp(-4 * phase), 0.0) * np.sin(2 * np.pi * 440 * t) * 0.3
+    band = chord + np.exp(-40 * (t % 0.5)) * rng.standard_normal(len(t)) * 0.3
+    waves = np.stack([voice, voice + bed, chord, piano, band]).astype(np.float32)
+    spec = LogMel(MUSICNN_SPECTROGRAM)(torch.from_numpy(waves))[:, :, :MUSICNN_CHUNK_FRAMES]
+    syllabic = speech_features(spec)[:, 1]
+    assert syllabic[0] > 0.5 and syllabic[1] > 0.5, syllabic
+    assert (syllabic[2:] < 0.5).all(), syllabic
 
 
 def test_every_genre_has_evidence_and_every_tag_exists():

@@ -168,12 +168,14 @@ def from_archive(archive: Path, pattern: str, exclude: str | None, folder: Path)
     return sorted(paths)
 
 
-def synthesize(engine: str, root: Path) -> None:
-    """Speak SYNTH_TEXTS with the engine unpacked in `root`, one WAV per paragraph in root/synth/."""
+def synthesize(engine: str, root: Path, texts: tuple[tuple[str, str], ...] | None = None) -> list[Path]:
+    """Speak `texts` ((voice, text) pairs; default SYNTH_TEXTS' paragraphs) with the engine
+    unpacked in `root`, one WAV per text in root/synth/."""
     libraries = sorted({str(p.parent) for p in root.rglob("*.so*")})
     env = {**os.environ, "LD_LIBRARY_PATH": ":".join(libraries)}
     (root / "synth").mkdir(exist_ok=True)
-    for i, (voice, text) in enumerate(SYNTH_TEXTS[engine]):
+    wavs = []
+    for i, (voice, text) in enumerate(texts or SYNTH_TEXTS[engine]):
         wav = root / "synth" / f"{engine}-{i:02d}-{voice.replace('+', '-')}.wav"
         if engine == "espeak-ng":
             data = next(root.rglob("espeak-ng-data/phontab")).parent.parent
@@ -191,6 +193,8 @@ def synthesize(engine: str, root: Path) -> None:
         else:
             command = [str(root / "usr/bin/flite"), "-voice", voice, "-t", text, "-o", str(wav)]
         subprocess.run(command, env=env, check=True, capture_output=True)
+        wavs.append(wav)
+    return wavs
 
 
 # ---- clips ----------------------------------------------------------------------------------------

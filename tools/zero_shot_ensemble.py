@@ -3,10 +3,12 @@
 
     python tools/zero_shot_ensemble.py                     # -> weights/manifest.json
     python tools/zero_shot_ensemble.py --max-chunks 0      # score every chunk (slower)
+    python tools/zero_shot_ensemble.py --rule counted --out /tmp/counted   # the counted rule, to measure
 
-Needs weights/musicnn/musicnn_pair.pt (from tools/convert_musicnn.py, committed). Rerun it after
-editing the tag -> genre table; the manifest keeps the table in the member's hparams, so what a
-run used is always on record next to the weights.
+Needs weights/musicnn/musicnn_pair.pt (from tools/convert_musicnn.py, committed) and
+weights/musicnn/tag_base_rates.json (the tags' base rates and where they were counted). Rerun it
+after editing the tag -> genre table; the manifest keeps the table, the base rates and the speech
+cue in the member's hparams, so what a run used is always on record next to the weights.
 """
 
 from __future__ import annotations
@@ -24,18 +26,29 @@ from model.genres import GENRES, fma_medium_prior  # noqa: E402
 from model.manifest import Manifest, MemberSpec  # noqa: E402
 from model.musicnn import MUSICNN_CHUNK_SECONDS, MUSICNN_SPECTROGRAM  # noqa: E402
 from model.saving import save_ensemble  # noqa: E402
-from model.zero_shot import genre_tags_json  # noqa: E402
+from model.zero_shot import genre_tags_json, read_tag_base_rates  # noqa: E402
 
 PAIR = Path("musicnn") / "musicnn_pair.pt"
+BASE_RATES = Path("musicnn") / "tag_base_rates.json"  # counted in the taggers' own labels, with provenance
 DEFAULT_MAX_CHUNKS = 4
 
 
-def zero_shot_member(weights_dir: Path, max_chunks: int | None = DEFAULT_MAX_CHUNKS) -> MemberSpec:
-    """The zero-shot member, referring to the converted taggers inside `weights_dir`."""
+def zero_shot_member(
+    weights_dir: Path, max_chunks: int | None = DEFAULT_MAX_CHUNKS, rule: str = "shipped"
+) -> MemberSpec:
+    """The zero-shot member, referring to the converted taggers inside `weights_dir`; `rule`
+    "counted" gives it the counted base rates and speech cue (model/zero_shot.py)."""
+    hparams: dict = {"genre_tags": genre_tags_json()}
+    if rule == "counted":
+        hparams = {
+            "genre_tags": genre_tags_json(counted=True),
+            "tag_base_rates": read_tag_base_rates(weights_dir / BASE_RATES),
+            "speech_cue": "syllables and pauses",
+        }
     return MemberSpec(
         name="musicnn-zero-shot",
         architecture="musicnn_zero_shot",
-        hparams={"genre_tags": genre_tags_json()},
+        hparams=hparams,
         state_dict=PAIR.as_posix(),
         sha256=hashlib.sha256((weights_dir / PAIR).read_bytes()).hexdigest(),
         spectrogram=MUSICNN_SPECTROGRAM,
@@ -55,6 +68,13 @@ def main() -> None:
         default=DEFAULT_MAX_CHUNKS,
         help=f"3-s chunks scored per clip, spread over it; 0 = all (default {DEFAULT_MAX_CHUNKS})",
     )
+    parser.add_argument(
+        "--rule",
+        choices=["shipped", "counted"],
+        default="shipped",
+        help="shipped: the default's rule; counted: base rates counted in the taggers' labels, "
+        "Bayes factors and the syllables-and-pauses cue (measured in docs/zero-shot.md, not shipped)",
+    )
     args = parser.parse_args()
     source = REPO / "weights" / PAIR
     if not source.is_file():
@@ -68,7 +88,7 @@ def main() -> None:
         sample_rate=MUSICNN_SPECTROGRAM.sample_rate,
         temperature=1.0,
         class_prior=tuple(float(p) for p in fma_medium_prior()),
-        members=(zero_shot_member(args.out, args.max_chunks or None),),
+        members=(zero_shot_member(args.out, args.max_chunks or None, args.rule),),
         description="Zero-shot: the pretrained musicnn MSD + MTT taggers (ISC, MTG-UPF) read through a fixed "
         "tag -> genre table and the FMA-medium class prior; not fitted on FMA. "
         "Train on FMA with train.py for a better model.",

@@ -67,7 +67,7 @@ class MusicnnTransfer(MusicnnPair):
             features = self.backbone(spec.float() if frozen else spec)
         return self.head_from(*features)
 
-    def head_from(self, tag_logits: Tensor, embedding: Tensor, pauses: Tensor | None = None) -> Tensor:
+    def head_from(self, tag_logits: Tensor, embedding: Tensor, speech: Tensor | None = None) -> Tensor:
         return self.head(embedding)
 
     def output_layer(self) -> nn.Linear:
