@@ -21,7 +21,6 @@ have Spoken on top, and the mean probability of Spoken. `--debs` is the folder
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -220,5 +219,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TQDM_DISABLE", "1")
     main()

@@ -9,7 +9,7 @@ One module per idea, shared by `predict.py` and `train.py`:
 - `networks`     the networks that score one chunk, one file each, found by name (a package)
 - `musicnn`      the pretrained musicnn taggers in PyTorch (the genre networks on them: `networks`)
 - `zero_shot`    their tags -> the 16 genres by a documented table (the default model)
-- `speech`       the pause cue that tells speech from music, which the taggers cannot
+- `speech`       the cues (pauses, syllables) that tell speech from music, which the taggers cannot
 - `manifest`     the ensemble on disk: the manifest's format and its validation
 - `saving`       writing ensemble folders atomically; copying; assembling from several runs
 - `ensemble`     the ensemble in memory: waveforms -> the rows predict.py writes

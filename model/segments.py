@@ -109,7 +109,7 @@ def stream_segments(
             yield _score(ensemble, audio, origin, np.arange(scored, ready) * hop_frames, reference, window)
             scored = ready
             keep_from = max(0, ((scored - 1) * hop_frames + 1) * reference.hop_length - margin) // unit * unit
-            audio, origin = audio[keep_from - origin :], keep_from
+            audio, origin = audio[keep_from - origin :].copy(), keep_from  # the rest is freed
         pending, waiting = [audio], len(audio)
 
     audio = np.concatenate(pending) if pending else np.zeros(0, np.float32)

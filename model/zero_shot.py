@@ -25,7 +25,7 @@ third of read speech; music rarely falls to its noise floor within 3 s), not opt
 `SPEECH_PAUSES` was set after seeing the pause fractions of the real-music corpus (README).
 
 **The counted rule** (manifest hparams `tag_base_rates` and `speech_cue`; written by
-`tools/zero_shot_ensemble.py --rule counted`, measured in the README and not shipped): base rates
+`tools/zero_shot_ensemble.py --rule counted`; measured in docs/zero-shot.md, not shipped): base rates
 counted in the taggers' own label files (weights/musicnn/tag_base_rates.json), each tag's Bayes
 factor -- its odds here over its odds in general, the likelihood ratio of "tag on" against "tag
 off" -- so that genres, which exclude one another, compare as their hallmarks' factors do:
