@@ -101,7 +101,7 @@ def chunk_outputs(audios: Iterable[np.ndarray], count: int, weights: Path) -> di
             logits, embedding = network.taggers(chunks)
             outputs["logits"].append(logits)
             outputs["embedding"].append(embedding)
-            outputs["spec"].append(chunks.half())
+            outputs["spec"].append(chunks)  # float32: the speech cue reads it as predict.py does
             outputs["owner"].append(torch.full((len(chunks),), i))
             bar.update()
     return {key: torch.cat(values) for key, values in outputs.items()}

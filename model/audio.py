@@ -251,6 +251,8 @@ def stream(path: str | os.PathLike, sample_rate: int, block_seconds: float = 60.
     the whole) as it is read: memory holds a block, not the file. For segment rows over an
     hour-long file; raises `DecodeError` when the file holds no decodable audio."""
     path, pending, have, resampler, first_rate = Path(path), [], 0, None, None
+    if not os.access(path, os.R_OK):
+        raise DecodeError(path, "cannot read the file (it is gone or not readable)", transient=True)
     with _open_pyav(path) as (container, stream_):
         for frame, mono in _pyav_frames(container, stream_):
             if first_rate is None:
@@ -292,7 +294,12 @@ def _pyav_frames(container: Any, stream: Any) -> Iterator[tuple[Any, np.ndarray]
         except av.FFmpegError:
             continue  # damaged packet: skip it, keep the rest
         for frame in frames:
-            blocks = [_to_mono(f.to_ndarray()) for f in to_planar_float.resample(frame)]
+            try:
+                converted = to_planar_float.resample(frame)
+            except ValueError:  # the rate or layout changed part-way (FLAC, PCM): a new converter
+                to_planar_float = av.AudioResampler(format="fltp")
+                converted = to_planar_float.resample(frame)
+            blocks = [_to_mono(f.to_ndarray()) for f in converted]
             if blocks:
                 yield frame, (np.concatenate(blocks) if len(blocks) > 1 else blocks[0])
 

@@ -132,8 +132,9 @@ def _segment_rows(
 ) -> np.ndarray:
     """(segments, 2 + classes) over the file's whole length: a file decoded as excerpts (longer
     than audio.MAX_SECONDS) is read again, whole, block by block (`audio.stream`), so memory stays
-    that of one block however long it is. If scoring the segments fails (out of memory, say), one
-    segment spanning what was decoded with the clip's row, and a warning."""
+    that of one block however long it is. That reading happens in this process, without the decode
+    workers' per-file timeout (the file already decoded once, in a worker). If reading or scoring
+    the segments fails, one segment spanning the file with the clip's row, and a warning."""
     try:
         rate = ensemble.manifest.sample_rate
         blocks = stream(path, rate) if decoded.excerpted else [decoded.audio]
@@ -144,9 +145,11 @@ def _segment_rows(
         problem = "not finite"
     except DecodeError as error:  # the file changed, or went, since its excerpts were decoded
         problem = error.reason
-    except RuntimeError as error:
+    except RuntimeError as error:  # out of memory, say
         _release_device_memory(ensemble.device)
         problem = str(error).splitlines()[0][:200]
+    except Exception as error:  # a decoder bug must cost this file's segments, not the run
+        problem = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
     warnings.warn(
         f"{path}: segment scores failed ({problem}); its one segment is the clip's row", stacklevel=2
     )

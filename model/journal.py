@@ -66,7 +66,7 @@ def reusable_entries(
     entries = read_journal(path, weights)
     kept = {}
     for file in files:
-        line = entries.pop(tuple(file_signature(file, root)), None)
+        line = entries.get(tuple(file_signature(file, root)))
         if line and not json.loads(line).get("transient", False):
             kept[file] = line
     return kept

@@ -257,23 +257,24 @@ class MusicnnZeroShot(MusicnnPair):
         16) P(observed cue | genre), by this member's cue (`SPEECH_CUES`)."""
         cue = SPEECH_CUES[self.speech_cue_name]
         pausing = (speech[:, 0] / SPEECH_PAUSES).clamp(0.0, 1.0)
-        spoken, music = cue["given_speech"], cue["given_music"]
-        if self.speech_cue_name == "pauses":
-            given_speech = pausing * spoken + (1 - pausing) * (1 - spoken)
-            given_music = pausing * music + (1 - pausing) * (1 - music)
-        else:  # soft membership of the four cells [syllabic][pausing]
-            syllabic = speech[:, 1].clamp(0.0, 1.0)
-            cells = torch.stack(
-                [
-                    (1 - syllabic) * (1 - pausing),
-                    (1 - syllabic) * pausing,
-                    syllabic * (1 - pausing),
-                    syllabic * pausing,
-                ],
-                dim=1,
-            )
-            given_speech = cells @ torch.tensor(spoken, dtype=cells.dtype, device=cells.device).flatten()
-            given_music = cells @ torch.tensor(music, dtype=cells.dtype, device=cells.device).flatten()
+        if self.speech_cue_name == "pauses":  # float32 throughout, as the shipped rows were made
+            given = torch.full((len(GENRES),), cue["given_music"], device=speech.device)
+            given[GENRES.index("Spoken")] = cue["given_speech"]
+            return pausing[:, None] * given + (1 - pausing[:, None]) * (1 - given)
+        syllabic = speech[:, 1].clamp(0.0, 1.0)
+        cells = torch.stack(  # soft membership of the four cells [syllabic][pausing]
+            [
+                (1 - syllabic) * (1 - pausing),
+                (1 - syllabic) * pausing,
+                syllabic * (1 - pausing),
+                syllabic * pausing,
+            ],
+            dim=1,
+        )
+        table = torch.tensor(
+            [cue["given_music"], cue["given_speech"]], dtype=cells.dtype, device=cells.device
+        )
+        given_music, given_speech = (cells @ table.flatten(1).T).unbind(dim=1)
         likelihood = given_music[:, None].repeat(1, len(GENRES))
         likelihood[:, GENRES.index("Spoken")] = given_speech
         return likelihood

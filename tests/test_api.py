@@ -259,6 +259,28 @@ def test_segments_of_a_long_file_cover_all_of_it_from_bytes_too(shared_tiny_weig
     assert model.segments(path, hop_seconds=2.0).equals(timeline)
 
 
+def test_a_long_files_segments_that_cannot_be_read_again_fall_back_to_its_row(
+    shared_tiny_weights, monkeypatch, tmp_path
+):
+    """Reading a long file again for its segments fails (a decoder bug, here a ValueError): one
+    segment spanning the whole file with the clip's row, and a warning; the run goes on."""
+    import model.audio
+    import model.inference
+
+    def broken(path, rate):
+        raise ValueError("invalid data found when processing input")
+        yield  # a generator, as audio.stream is
+
+    monkeypatch.setattr(model.audio, "MAX_SECONDS", 20.0)
+    monkeypatch.setattr(model.inference, "stream", broken)
+    model = GenreModel.load(shared_tiny_weights, device="cpu")
+    path = write_mp3(tmp_path / "long.mp3", signal(50, 22050, channels=1, seed=7), 22050)
+    with pytest.warns(UserWarning, match="segment scores failed \\(ValueError: invalid data"):
+        timeline = model.segments(path)
+    assert len(timeline) == 1 and timeline["end"].iloc[0] == pytest.approx(50, abs=0.1)
+    np.testing.assert_allclose(timeline[list(GENRES)].iloc[0], model.predict(path), rtol=1e-9)
+
+
 def test_docstring_examples_run(zero_shot_weights, monkeypatch):
     import model.genre_model
 
