@@ -55,6 +55,7 @@ PLAUSIBLE = {
     "electronic": {"Electronic"},
     "speech": {"Spoken"},
 }
+GROUP_NAMES = ("rock", "orchestral", "electronic", "speech", "others")
 PARTS = {"decided on": ("training", "validation"), "held out": ("test",)}
 
 
@@ -138,10 +139,14 @@ def part_figures(clips: pd.DataFrame, rows: np.ndarray) -> dict:
         "ece": expected_calibration_error(truth, rows),
     }
     groups = clips["genre"].map(group_of).to_numpy()
-    for group in ("rock", "orchestral", "electronic", "speech", "others"):
+    for group in GROUP_NAMES:
         chosen = np.flatnonzero(groups == group)
         hits = sum(plausible(clips["genre"].iloc[i], top[i]) for i in chosen)
         figures[group] = (int(hits), len(chosen))
+        figures[f"{group} log loss"] = float(losses[chosen].mean()) if len(chosen) else float("nan")
+        figures[f"{group} ECE"] = (
+            expected_calibration_error(truth[chosen], rows[chosen]) if len(chosen) else float("nan")
+        )
     return figures
 
 
@@ -163,19 +168,26 @@ def main() -> None:
         "| weights | part | clips | accuracy | log loss | log loss, FMA's mix | ECE "
         "| rock | orchestral | electronic | speech | others |"
     )
+    per_group = "| weights | part | " + " | ".join(f"{g} log loss, ECE" for g in GROUP_NAMES) + " |"
     print(header + "\n|" + "---|" * (header.count("|") - 1))
+    figures = {}
     for weights in args.weights:
         rows = rows_of(weights, outputs, len(clips))
         for part in args.parts:
             chosen = clips["split"].isin(PARTS[part]).to_numpy()
-            f = part_figures(clips[chosen].reset_index(drop=True), rows[chosen])
-            shares = " | ".join(
-                f"{f[g][0]}/{f[g][1]}" for g in ("rock", "orchestral", "electronic", "speech", "others")
-            )
+            f = figures[weights, part] = part_figures(clips[chosen].reset_index(drop=True), rows[chosen])
+            shares = " | ".join(f"{f[g][0]}/{f[g][1]}" for g in GROUP_NAMES)
             print(
                 f"| {weights} | {part} | {f['clips']} | {f['accuracy']:.3f} | {f['log_loss']:.3f} | "
                 f"{f['log_loss_fma_mix']:.3f} | {f['ece']:.3f} | {shares} |"
             )
+    print("\n" + per_group + "\n|" + "---|" * (per_group.count("|") - 1))
+    for (weights, part), f in figures.items():
+        print(
+            f"| {weights} | {part} | "
+            + " | ".join(f"{f[f'{g} log loss']:.3f}, {f[f'{g} ECE']:.3f}" for g in GROUP_NAMES)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

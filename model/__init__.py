@@ -10,6 +10,7 @@ One module per idea, shared by `predict.py` and `train.py`:
 - `musicnn`      the pretrained musicnn taggers in PyTorch (the genre networks on them: `networks`)
 - `zero_shot`    their tags -> the 16 genres by a documented table (the default model)
 - `speech`       the cues (pauses, syllables) that tell speech from music, which the taggers cannot
+- `audio_kinds`  speech, orchestral or other music, from the taggers' embeddings (evidence for zero_shot)
 - `manifest`     the ensemble on disk: the manifest's format and its validation
 - `saving`       writing ensemble folders atomically; copying; assembling from several runs
 - `ensemble`     the ensemble in memory: waveforms -> the rows predict.py writes

@@ -1,66 +1,63 @@
-"""Zero-shot genres: musicnn's MSD and MTT tags -> the 16 FMA genres, fitted on nothing.
+"""Zero-shot genres: musicnn's MSD and MTT tags -> the 16 FMA genres, not fitted on FMA.
 
-Each genre is read off hallmark tags the taggers already know (table below), as a likelihood
-ratio. A tag probability is a posterior under the tagger's own training data (MSD is rock-heavy,
-MTT classical-heavy); divided by that tag's base rate -- its probability for the average
-training clip, read from the weights (the output layer applied to the mean penultimate
-embedding, which batch-norm fixes at its bias) -- it says how much more likely the tag is here
-than in general. On every 3-s chunk:
+A Bayes update of the FMA-medium prior by three kinds of evidence, on every 3-s chunk:
 
-    ratio(genre) = max over its `any_of` tags t of P(t) / base(t)
-                   x (1 - max over its `none_of` tags of P) / (1 - the same for the base rates)
-    evidence(genre) = ratio(genre) x P(speech cue | genre)
+    evidence(genre) = ratio(genre) x P(speech cue | genre) x likelihood(genre | kind of audio)
 
-"Max" because one hallmark suffices: a punk track need not also sound like metal to be rock.
-Each tag is compared with its own base rate (a tag of the rock-heavy MSD against MSD's rock
-rate, MTT's "rock" against MTT's), never one tag's probability with another tag's base.
-
-The taggers never heard speech without music, so Spoken gets a cue of its own (model/speech.py):
-the fraction of a chunk spent in pauses. A chunk is speech-like to the degree c = min(1,
-pauses / `SPEECH_PAUSES`); the cue's likelihood is P(cue | Spoken) = `CUE_GIVEN_SPEECH` and
-P(cue | a music genre) = `CUE_GIVEN_MUSIC`, so a pause-rich chunk multiplies Spoken's odds
-against each music genre by 0.9 / 0.01 = 90, and a chunk without pauses divides them by 10.
-These three numbers are stated beliefs about speech and music (phrase pauses take a fifth to a
-third of read speech; music rarely falls to its noise floor within 3 s), not optimised values;
-`SPEECH_PAUSES` was set after seeing the pause fractions of the real-music corpus (README).
-
-**The counted rule** (manifest hparams `tag_base_rates` and `speech_cue`; written by
-`tools/zero_shot_ensemble.py --rule counted`; measured in docs/zero-shot.md, not shipped): base rates
-counted in the taggers' own label files (weights/musicnn/tag_base_rates.json), each tag's Bayes
-factor -- its odds here over its odds in general, the likelihood ratio of "tag on" against "tag
-off" -- so that genres, which exclude one another, compare as their hallmarks' factors do:
+**Tags.** Each genre is read off hallmark tags the taggers already know (table below). A tag
+probability P is a posterior under the tagger's own training data (MSD is rock-heavy, MTT
+classical-heavy); against the tag's base rate there -- counted in the taggers' own label files
+(weights/musicnn/tag_base_rates.json, FACTS section 8) -- its Bayes factor BF = odds(P) /
+odds(base) is the likelihood ratio of "tag on" against "tag off", so that genres, which exclude
+one another, compare as their hallmarks' factors do:
 
     tagged(genre) = max over any_of t of BF(t) / max over none_of t of BF(t)
     ratio(genre) = (1 - coverage) + coverage x tagged(genre)
 
-where coverage is the share of the genre its tags describe (0.9 where a tag names it; 0.2 for
+"Max" because one hallmark suffices: a punk track need not also sound like metal to be rock.
+Coverage is the share of the genre its tags describe (0.9 where a tag names it; 0.2 for
 International and Old-Time / Historic, whose tags name a sliver of them: they stay near their
-prior). Spoken also takes a woman's voice, and the speech cue is model/speech.py's pair
-(syllables, pauses) with likelihoods counted on the corpus' decided-on part (`SPEECH_CUES`).
+prior).
+
+**Speech cue.** The taggers never heard speech without music; model/speech.py measures two
+things they miss, syllables (the voice band's level dips and swings several times a second) and
+pauses, with likelihoods P(cell | Spoken) and P(cell | music) counted on the real-music corpus'
+decided-on part (`SPEECH_CUES`).
+
+**Kind of audio** (model/audio_kinds.py): a detector on the taggers' embeddings tells speech,
+orchestral music and other music apart, which the tags cannot (they hear game orchestras as
+ambient and electronic); P(kind | genre) are stated beliefs.
 
 The ensemble averages the log evidence over the clip's chunks and adds the log of the
-FMA-medium class prior (manifest kind `zero_shot`): a Bayes update of the prior by the taggers'
-evidence, so its confidence is what those ratios support, no temperature. No weight, threshold
-or temperature was fitted to FMA, and nothing was optimised on any test.
+FMA-medium class prior (manifest kind `zero_shot`), so its confidence is what the evidence
+supports, no temperature. No weight, threshold or temperature was fitted to FMA; the detector
+was fitted on the corpus' decided-on packages, never on the packages it is tested on.
+
+The manifest holds the rule (the member's hparams), so each part can be switched off there:
+without `audio_kinds` it is the counted rule; without `tag_base_rates` and `speech_cue` it is
+the rule shipped before (base rates estimated as the output layer at the mean embedding, which
+underestimates common tags up to a hundredfold; ratio P / base; the pause cue with stated
+likelihoods `CUE_GIVEN_SPEECH` / `CUE_GIVEN_MUSIC`). `tools/zero_shot_ensemble.py --rule`
+writes each; docs/zero-shot.md measures them.
 
 | genre | evidence from | why |
 |---|---|---|
 | Blues | msd:blues | the tag itself |
-| Classical | mtt:classical, mtt:classic, mtt:opera, mtt:harpsichord, mtt:strings, mtt:violin, mtt:cello, mtt:harp, mtt:choir, mtt:choral | MTT's classical tags; its orchestral instruments and choirs come from Magnatune's classical catalogue |
+| Classical | mtt:classical, mtt:classic, mtt:opera, mtt:harpsichord, mtt:strings, mtt:violin, mtt:cello, mtt:harp, mtt:choir, mtt:choral; the "orchestral" kind | MTT's classical tags; its orchestral instruments and choirs come from Magnatune's classical catalogue |
 | Country | msd:country, mtt:country | the tag in both vocabularies |
 | Easy Listening | msd:easy listening | the tag itself (FMA's lounge / easy-listening) |
 | Electronic | msd:electronic, msd:electronica, msd:electro, msd:House, mtt:electronic, mtt:techno | electronic styles named by either tagger |
 | Experimental | msd:experimental, mtt:weird | the tag itself; MTT has only "weird" for the avant-garde |
 | Folk | msd:folk | the tag itself |
 | Hip-Hop | msd:Hip-Hop | the tag itself |
-| Instrumental | msd:instrumental, msd:ambient, mtt:ambient, mtt:new age | FMA files ambient and soundtrack-like music under Instrumental |
+| Instrumental | msd:instrumental, msd:ambient, mtt:ambient, mtt:new age; partly the "orchestral" kind | FMA files ambient and soundtrack-like music under Instrumental |
 | International | mtt:indian, mtt:sitar | the only non-Western styles either tagger knows; FMA's International is wider (Latin, African, ...) |
 | Jazz | msd:jazz | the tag itself |
 | Old-Time / Historic | msd:oldies | early recordings; Last.fm's "oldies" is the nearest notion |
 | Pop | msd:pop, msd:indie pop, mtt:pop | the tag in both vocabularies |
 | Rock | msd:rock, msd:alternative rock, msd:indie rock, msd:classic rock, msd:hard rock, msd:punk, msd:metal, msd:heavy metal, msd:Progressive rock, mtt:rock, mtt:metal | FMA's Rock holds punk, metal and progressive |
 | Soul-RnB | msd:soul, msd:rnb, msd:funk | FMA's Soul-RnB holds funk |
-| Spoken | mtt:voice, mtt:male voice, mtt:man, none of mtt:beat, mtt:drums, mtt:guitar, mtt:piano, mtt:synth, mtt:strings; and the speech cue | no speech tag exists: a voice with no instruments, in a chunk with pauses |
+| Spoken | mtt:voice, mtt:male voice, mtt:man (mtt:female voice, mtt:woman in the counted rule), none of mtt:beat, mtt:drums, mtt:guitar, mtt:piano, mtt:synth, mtt:strings; the speech cue; the "speech" kind | no speech tag exists: a voice with no instruments, syllables and pauses |
 """
 
 from __future__ import annotations
@@ -71,6 +68,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .audio_kinds import AudioKinds, default_kind_given_genre
 from .genres import GENRES
 from .musicnn import PAIR_TAGS, MusicnnPair, check_input
 
@@ -78,7 +76,7 @@ SPEECH_PAUSES = 0.10  # a chunk with this fraction of pause frames (or more) is 
 CUE_GIVEN_SPEECH = 0.9  # P(speech cue | Spoken): most speech chunks hold pauses
 CUE_GIVEN_MUSIC = 0.01  # P(speech cue | a music genre): music rarely does
 
-# The speech cues a manifest can name. "pauses": the shipped one, its likelihoods stated beliefs.
+# The speech cues a manifest can name. "pauses": the rule before's, its likelihoods stated beliefs.
 # "syllables and pauses": P(cell | Spoken) and P(cell | music) for the four cells [syllabic score
 # >= 0.5][pause fraction >= 0.10] of model/speech.py's measures, counted (add-one) over the 3-s
 # chunks of the corpus' decided-on part: speech 22, 42, 181, 315 of 560 (real prompts, dialogue and
@@ -180,8 +178,9 @@ class MusicnnZeroShot(MusicnnPair):
     """(batch, 96 mels, frames) -> (batch, 16) log genre evidence; see the module docstring.
 
     A tagger pair with a fixed head, so its state dict is the pair's (weights/musicnn/musicnn_pair.pt).
-    Without `tag_base_rates` and `speech_cue` (the shipped manifest) it reads the shipped rule;
-    with them, the counted rule."""
+    With `tag_base_rates`, `speech_cue` "syllables and pauses" and `audio_kinds` (the shipped
+    manifest) it reads the default rule; without `audio_kinds`, the counted rule; with none of
+    them, the rule shipped before (module docstring)."""
 
     def __init__(
         self,
@@ -190,6 +189,8 @@ class MusicnnZeroShot(MusicnnPair):
         genre_tags: dict | None = None,
         tag_base_rates: dict[str, float] | None = None,
         speech_cue: str = "pauses",
+        audio_kinds: dict | None = None,
+        kind_given_genre: list[list[float]] | None = None,
     ):
         super().__init__()
         check_input(n_mels)
@@ -224,14 +225,21 @@ class MusicnnZeroShot(MusicnnPair):
             rates = torch.tensor([float(tag_base_rates[tag]) for tag in PAIR_TAGS])
             if not ((rates > 0) & (rates < 1)).all():
                 raise ValueError("tag_base_rates must lie strictly between 0 and 1")
-        self.register_buffer("counted_base_rates", rates, persistent=False)  # None: the shipped estimate
+        self.register_buffer(
+            "counted_base_rates", rates, persistent=False
+        )  # None: the estimate (the rule before)
         if speech_cue not in SPEECH_CUES:
             raise ValueError(f"speech_cue must be one of {sorted(SPEECH_CUES)}, got {speech_cue!r}")
         self.speech_cue_name = speech_cue
+        self.audio_kinds = (  # None: no kind-of-audio evidence (model/audio_kinds.py)
+            AudioKinds(audio_kinds, kind_given_genre or default_kind_given_genre())
+            if audio_kinds is not None
+            else None
+        )
 
     def tag_base_rates(self) -> Tensor:
         """(100,) each tag's base rate: counted in the taggers' labels (the counted rule), or the
-        shipped estimate, the output layer at the mean embedding (batch-norm fixes it at its bias),
+        estimate of the rule before, the output layer at the mean embedding (batch-norm fixes it at its bias),
         which underestimates common tags up to a hundredfold (FACTS, README)."""
         if self.counted_base_rates is not None:
             return self.counted_base_rates
@@ -239,7 +247,7 @@ class MusicnnZeroShot(MusicnnPair):
 
     def tag_ratios(self, tag_probs: Tensor) -> Tensor:
         """(batch, 100) tag probabilities -> (batch, 16) the genres' tag likelihood ratios by the
-        table, by the shipped or the counted rule (module docstring)."""
+        table, by the counted rule or the rule before (module docstring)."""
         base = self.tag_base_rates()
         if self.counted_base_rates is None:
             present = torch.where(self.any_of, (tag_probs / base)[:, None, :], 0.0).amax(dim=2)
@@ -257,7 +265,7 @@ class MusicnnZeroShot(MusicnnPair):
         16) P(observed cue | genre), by this member's cue (`SPEECH_CUES`)."""
         cue = SPEECH_CUES[self.speech_cue_name]
         pausing = (speech[:, 0] / SPEECH_PAUSES).clamp(0.0, 1.0)
-        if self.speech_cue_name == "pauses":  # float32 throughout, as the shipped rows were made
+        if self.speech_cue_name == "pauses":  # float32 throughout, as the rule before made its rows
             given = torch.full((len(GENRES),), cue["given_music"], device=speech.device)
             given[GENRES.index("Spoken")] = cue["given_speech"]
             return pausing[:, None] * given + (1 - pausing[:, None]) * (1 - given)
@@ -285,7 +293,10 @@ class MusicnnZeroShot(MusicnnPair):
     def head_from(self, tag_logits: Tensor, embedding: Tensor, speech: Tensor) -> Tensor:
         """(batch, 16) log evidence of each genre for each chunk."""
         ratios = self.tag_ratios(torch.sigmoid(tag_logits.float()))
-        return torch.log(ratios) + torch.log(self.cue_likelihood(speech.float()))
+        evidence = torch.log(ratios) + torch.log(self.cue_likelihood(speech.float()))
+        if self.audio_kinds is not None:
+            evidence = evidence + torch.log(self.audio_kinds(embedding, speech))
+        return evidence
 
 
 def _odds(p: Tensor) -> Tensor:

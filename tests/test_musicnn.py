@@ -3,6 +3,7 @@ input representation, the zero-shot genre head and the default ensemble built on
 
 import hashlib
 import json
+import sys
 
 import librosa
 import numpy as np
@@ -10,15 +11,17 @@ import pytest
 import torch
 
 from conftest import REPO
+from model.audio_kinds import KINDS, AudioKinds, default_kind_given_genre, fit_audio_kinds, read_audio_kinds
 from model.chunking import chunk_starts
 from model.ensemble import load_ensemble
 from model.genres import GENRES, fma_medium_prior
 from model.manifest import ManifestError, load_manifest
 from model.musicnn import MUSICNN_CHUNK_FRAMES, MUSICNN_SPECTROGRAM, PAIR_TAGS, MusicnnPair, MusicnnTagger
 from model.spectrogram import LogMel
-from model.zero_shot import GENRE_TAGS, MusicnnZeroShot, genre_tags_json
+from model.zero_shot import GENRE_TAGS, MusicnnZeroShot, genre_tags_json, read_tag_base_rates
 
-PAIR_FILE = REPO / "weights" / "musicnn" / "musicnn_pair.pt"
+MUSICNN_DIR = REPO / "weights" / "musicnn"
+PAIR_FILE = MUSICNN_DIR / "musicnn_pair.pt"
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +245,44 @@ def test_syllables_tell_speech_from_music_with_rests():
     assert (syllabic[2:] < 0.5).all(), syllabic
 
 
+def test_the_audio_kinds_detector_learns_kinds_and_reads_them_as_genre_likelihoods():
+    """Fitted on three separable clusters, it finds them again, exactly as stored (float32), and a
+    genre's likelihood is the sum over kinds of P(kind | genre) x posterior / prior."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((3, 402)) * 3
+    kinds = np.repeat(np.arange(3), 60)
+    features = centres[kinds] + rng.standard_normal((180, 402))
+    fitted = json.loads(json.dumps(fit_audio_kinds(features, kinds, strength=0.01)))  # as written to disk
+    detector = AudioKinds(fitted, default_kind_given_genre())
+    x = torch.tensor(features, dtype=torch.float32)
+    posterior = detector.posterior(x[:, :400], x[:, 400:])
+    assert (posterior.argmax(1).numpy() == kinds).all()
+    given = torch.tensor(default_kind_given_genre())
+    assert torch.allclose(detector(x[:, :400], x[:, 400:]), (posterior * 3) @ given.T, rtol=1e-5)
+    spoken, rock = GENRES.index("Spoken"), GENRES.index("Rock")
+    speech = detector(x[:60, :400], x[:60, 400:])  # the speech cluster: Spoken far likelier than Rock
+    assert (speech[:, spoken] > 10 * speech[:, rock]).all()
+    with pytest.raises(ValueError, match="every kind needs examples"):
+        fit_audio_kinds(features[:120], kinds[:120], strength=0.01)
+    with pytest.raises(ValueError, match="16 rows of 3 probabilities"):
+        AudioKinds(fitted, [[0.5, 0.5, 0.5]] * 16)
+    with pytest.raises(ValueError, match="a \\(3, 402\\) weight"):
+        AudioKinds({**fitted, "weight": [[0.0] * 10] * 3}, default_kind_given_genre())
+
+
+def test_the_shipped_detector_was_fitted_on_the_decided_on_packages_only():
+    """weights/musicnn/audio_kinds.json: its provenance names training and validation packages of
+    tools/real_corpus.py, never a held-out (test) or reserved one."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from real_corpus_table import RESERVED, SPLITS_BY_PACKAGE
+
+    record = json.loads((MUSICNN_DIR / "audio_kinds.json").read_text())
+    packages = record["provenance"]["fitted_on"].split(": ", 1)[1].split(", ")
+    assert len(packages) > 10 and list(record["model"]["kinds"]) == list(KINDS)
+    assert all(SPLITS_BY_PACKAGE.get(p, "training") != "test" for p in packages), packages
+    assert not any(p.startswith(RESERVED) for p in packages)
+
+
 def test_every_genre_has_evidence_and_every_tag_exists():
     assert sorted(GENRE_TAGS) == sorted(GENRES)
     for genre, (any_of, none_of) in GENRE_TAGS.items():
@@ -256,9 +297,12 @@ def test_zero_shot_model_holds_the_documented_table_and_listens(zero_shot_weight
     manifest = ensemble.manifest
     assert manifest.zero_shot_only and [m.kind for m in manifest.members] == ["zero_shot"]
     member = manifest.members[0]
-    assert (
-        member.hparams["genre_tags"] == genre_tags_json()
-    )  # the manifest holds the table the code documents
+    # the manifest holds the table the code documents, the counted base rates and the detector
+    assert member.hparams["genre_tags"] == genre_tags_json(counted=True)
+    assert member.hparams["tag_base_rates"] == read_tag_base_rates(MUSICNN_DIR / "tag_base_rates.json")
+    assert member.hparams["audio_kinds"] == read_audio_kinds(MUSICNN_DIR / "audio_kinds.json")
+    assert member.hparams["kind_given_genre"] == default_kind_given_genre()
+    assert member.hparams["speech_cue"] == "syllables and pauses"
     assert member.spectrogram == MUSICNN_SPECTROGRAM and member.state_dict == "musicnn/musicnn_pair.pt"
     assert np.allclose(manifest.class_prior, fma_medium_prior())
     rate = 16000

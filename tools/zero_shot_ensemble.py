@@ -3,12 +3,13 @@
 
     python tools/zero_shot_ensemble.py                     # -> weights/manifest.json
     python tools/zero_shot_ensemble.py --max-chunks 0      # score every chunk (slower)
-    python tools/zero_shot_ensemble.py --rule counted --out /tmp/counted   # the counted rule, to measure
+    python tools/zero_shot_ensemble.py --rule estimated --out /tmp/estimated   # the rule before, to compare
 
-Needs weights/musicnn/musicnn_pair.pt (from tools/convert_musicnn.py, committed) and
-weights/musicnn/tag_base_rates.json (the tags' base rates and where they were counted). Rerun it
-after editing the tag -> genre table; the manifest keeps the table, the base rates and the speech
-cue in the member's hparams, so what a run used is always on record next to the weights.
+Needs weights/musicnn/musicnn_pair.pt (from tools/convert_musicnn.py), tag_base_rates.json (the
+tags' base rates and where they were counted) and audio_kinds.json (tools/fit_audio_kinds.py's
+detector), all committed there. Rerun it after editing the tag -> genre table; the manifest keeps
+the table, the base rates, the speech cue and the detector in the member's hparams, so what a run
+used is always on record next to the weights.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from model.audio_kinds import default_kind_given_genre, read_audio_kinds  # noqa: E402
 from model.cli import ArgumentParser, non_negative_int  # noqa: E402
 from model.genres import GENRES, fma_medium_prior  # noqa: E402
 from model.manifest import Manifest, MemberSpec  # noqa: E402
@@ -30,21 +32,27 @@ from model.zero_shot import genre_tags_json, read_tag_base_rates  # noqa: E402
 
 PAIR = Path("musicnn") / "musicnn_pair.pt"
 BASE_RATES = Path("musicnn") / "tag_base_rates.json"  # counted in the taggers' own labels, with provenance
+AUDIO_KINDS = Path("musicnn") / "audio_kinds.json"  # tools/fit_audio_kinds.py's detector, with provenance
 DEFAULT_MAX_CHUNKS = 4
 
 
 def zero_shot_member(
-    weights_dir: Path, max_chunks: int | None = DEFAULT_MAX_CHUNKS, rule: str = "shipped"
+    weights_dir: Path, max_chunks: int | None = DEFAULT_MAX_CHUNKS, rule: str = "kinds"
 ) -> MemberSpec:
-    """The zero-shot member, referring to the converted taggers inside `weights_dir`; `rule`
-    "counted" gives it the counted base rates and speech cue (model/zero_shot.py)."""
+    """The zero-shot member, referring to the converted taggers inside `weights_dir`, by `rule`
+    (model/zero_shot.py): "kinds" (the default) = "counted" (the counted base rates and speech
+    cue) + the kind-of-audio detector; "estimated" = the rule before them (base rates estimated
+    from the weights, the pause cue)."""
     hparams: dict = {"genre_tags": genre_tags_json()}
-    if rule == "counted":
+    if rule in ("counted", "kinds"):
         hparams = {
             "genre_tags": genre_tags_json(counted=True),
             "tag_base_rates": read_tag_base_rates(weights_dir / BASE_RATES),
             "speech_cue": "syllables and pauses",
         }
+    if rule == "kinds":
+        hparams["audio_kinds"] = read_audio_kinds(weights_dir / AUDIO_KINDS)
+        hparams["kind_given_genre"] = default_kind_given_genre()
     return MemberSpec(
         name="musicnn-zero-shot",
         architecture="musicnn_zero_shot",
@@ -70,10 +78,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--rule",
-        choices=["shipped", "counted"],
-        default="shipped",
-        help="shipped: the default's rule; counted: base rates counted in the taggers' labels, "
-        "Bayes factors and the syllables-and-pauses cue (measured in docs/zero-shot.md, not shipped)",
+        choices=["kinds", "counted", "estimated"],
+        default="kinds",
+        help="kinds (default): counted + the kind-of-audio detector; counted: base rates counted in the "
+        "taggers' labels, Bayes factors, the syllables-and-pauses cue; estimated: the rule before "
+        "(docs/zero-shot.md measures all three)",
     )
     args = parser.parse_args()
     source = REPO / "weights" / PAIR
