@@ -379,8 +379,8 @@ def announce(model, paths: list[Path], args, workers: int) -> None:
         )
     elif manifest.zero_shot_only:
         print(
-            "note: zero-shot model: pretrained music taggers (musicnn) read through a fixed tag -> genre\n"
-            "      table and the FMA-medium prior, not fitted on FMA. train.py fits a better one.",
+            "note: zero-shot model: pretrained music taggers (musicnn) read through a tag -> genre rule\n"
+            "      and the FMA-medium prior, not fitted on FMA. train.py fits a better one.",
             file=sys.stderr,
         )
     members = ", ".join(m.name for m in manifest.members)

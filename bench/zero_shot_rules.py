@@ -9,10 +9,12 @@ scores (its `max_chunks` sample) and run through the musicnn taggers once (cache
 <work>/zero_shot_chunks.pt); then each `--weights` folder's zero-shot member (its own table,
 base rates and speech cue, model/zero_shot.py) reads those outputs through its real head. Parts
 follow the corpus' package split: **decided on** = the training and validation packages, the
-only ones looked at while choosing the rule; **held out** = the test packages, scored for the
-record. Per part: accuracy, log loss (as it is, and with each clip weighted to FMA-medium's
+only ones looked at while choosing the rule, and the kind-of-audio detector's training data (its
+figures there are in-sample); **held out** = the test packages, scored for the record. Per
+part: accuracy, log loss (as it is, and with each clip weighted to FMA-medium's
 genre mix: the corpus is a third speech, FMA 0.5 %), ECE, and per group (rock, orchestral, electronic, speech,
-others) the share of clips whose top genre is plausible for it (`PLAUSIBLE`). The figures equal
+others) the share of clips whose top genre is plausible for it (`PLAUSIBLE`), then per group log
+loss and ECE. The figures equal
 predict.py's for the same weights (same chunks, same head, same floor); bench/real_music.py runs
 predict.py itself.
 """

@@ -24,8 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from .genres import GENRES
+from .musicnn import EMBEDDING_SIZE
+from .speech import SPEECH_MEASURES
 
 KINDS = ("speech", "orchestral", "other music")
+FEATURES = 2 * EMBEDDING_SIZE + SPEECH_MEASURES  # both taggers' embeddings, then model/speech.py's measures
 
 # P(kind | genre), rows in KINDS order: what share of a genre's clips sound like each kind.
 KIND_GIVEN_GENRE: dict[str, tuple[float, float, float]] = {
@@ -36,37 +39,63 @@ KIND_GIVEN_GENRE: dict[str, tuple[float, float, float]] = {
 OTHER_GENRES = (0.01, 0.03, 0.96)  # skits, interludes; an orchestral passage now and then
 
 
-def default_kind_given_genre() -> list[list[float]]:
-    """(16 genres, 3 kinds) P(kind | genre) in GENRES order, as the manifest stores it."""
-    return [list(KIND_GIVEN_GENRE.get(genre, OTHER_GENRES)) for genre in GENRES]
+def default_kind_given_genre() -> dict[str, list[float]]:
+    """{genre: [P(speech), P(orchestral), P(other music)]}, as the manifest stores it."""
+    return {genre: list(KIND_GIVEN_GENRE.get(genre, OTHER_GENRES)) for genre in GENRES}
+
+
+# The fitted model's arrays and their shapes (audio_kinds.json's "model").
+_SHAPES = {
+    "weight": (len(KINDS), FEATURES),
+    "bias": (len(KINDS),),
+    "mean": (FEATURES,),
+    "scale": (FEATURES,),
+    "prior": (len(KINDS),),
+}
 
 
 class AudioKinds(nn.Module):
     """(embedding (batch, 400), speech measures (batch, 2)) -> (batch, 16) each genre's likelihood
-    ratio from the kind of audio (module docstring). `fitted`: audio_kinds.json's "model"."""
+    ratio from the kind of audio (module docstring). `fitted`: audio_kinds.json's "model";
+    `given`: {genre: P(kind | genre)}. Bad values are refused here, so that an edited manifest
+    fails in one line at load rather than writing NaN rows."""
 
-    def __init__(self, fitted: dict, given: list[list[float]]):
+    def __init__(self, fitted: dict, given: dict[str, list[float]]):
         super().__init__()
-        weight = torch.tensor(fitted["weight"], dtype=torch.float32)  # (3, 402), on standardised inputs
-        if weight.shape != (len(KINDS), 402) or list(fitted["kinds"]) != list(KINDS):
-            raise ValueError(f"audio_kinds: needs a (3, 402) weight over the kinds {list(KINDS)}")
-        given_t = torch.tensor(given, dtype=torch.float32)
-        if given_t.shape != (len(GENRES), len(KINDS)) or not torch.allclose(given_t.sum(1), torch.ones(1)):
-            raise ValueError("kind_given_genre: needs 16 rows of 3 probabilities that sum to 1")
-        self.register_buffer("weight", weight, persistent=False)
-        self.register_buffer("bias", torch.tensor(fitted["bias"], dtype=torch.float32), persistent=False)
-        self.register_buffer("mean", torch.tensor(fitted["mean"], dtype=torch.float32), persistent=False)
-        self.register_buffer("scale", torch.tensor(fitted["scale"], dtype=torch.float32), persistent=False)
-        self.register_buffer("prior", torch.tensor(fitted["prior"], dtype=torch.float32), persistent=False)
-        self.register_buffer("given", given_t, persistent=False)
+        if list(fitted.get("kinds", [])) != list(KINDS):
+            raise ValueError(f'audio_kinds: needs "kinds": {list(KINDS)}')
+        for name, shape in _SHAPES.items():
+            if name not in fitted:
+                raise ValueError(f"audio_kinds: needs {name!r}, of shape {shape}")
+            values = torch.tensor(fitted[name], dtype=torch.float32)
+            if values.shape != shape or not torch.isfinite(values).all():
+                raise ValueError(f"audio_kinds: {name!r} must be {shape} finite numbers")
+            if name in ("scale", "prior") and not (values > 0).all():
+                raise ValueError(f"audio_kinds: {name!r} must be positive")
+            self.register_buffer(name, values, persistent=False)
+        if not isinstance(given, dict) or sorted(given) != sorted(GENRES):
+            raise ValueError(f"kind_given_genre: needs a row for each of the {len(GENRES)} genres")
+        for genre, row in given.items():
+            values = torch.tensor(row, dtype=torch.float64)
+            if values.shape != (len(KINDS),) or not (values >= 0).all() or abs(values.sum() - 1) > 1e-6:
+                raise ValueError(
+                    f"kind_given_genre: {genre}'s row {row} must be {len(KINDS)} probabilities "
+                    f"({', '.join(KINDS)}) that sum to 1"
+                )
+        rows = torch.tensor([given[genre] for genre in GENRES], dtype=torch.float32)
+        self.register_buffer("given", rows, persistent=False)
 
     def posterior(self, embedding: Tensor, speech: Tensor) -> Tensor:
-        """(batch, 3) P(kind | chunk) under the training's (balanced) prior."""
-        features = (torch.cat([embedding.float(), speech.float()], dim=1) - self.mean) / self.scale
-        return torch.softmax(features @ self.weight.T + self.bias, dim=1)
+        """(batch, 3) P(kind | chunk) under the training's (balanced) prior; float32, outside autocast."""
+        with torch.autocast(embedding.device.type, enabled=False):
+            features = torch.cat([embedding.float(), speech.float()], dim=1)
+            features = (features - self.mean.float()) / self.scale.float()
+            return torch.softmax(features @ self.weight.float().T + self.bias.float(), dim=1)
 
     def forward(self, embedding: Tensor, speech: Tensor) -> Tensor:
-        return (self.posterior(embedding, speech) / self.prior) @ self.given.T
+        with torch.autocast(embedding.device.type, enabled=False):
+            ratios = (self.posterior(embedding, speech) / self.prior.float()) @ self.given.float().T
+            return ratios.clamp_min(1e-6)  # as the tags' ratios: a kind's posterior may underflow
 
 
 def fit_audio_kinds(features: np.ndarray, kinds: np.ndarray, strength: float) -> dict:

@@ -11,7 +11,7 @@ prediction rebuilds exactly what training used, and nothing else needs shipping.
 Member kinds, which follow from the architecture (its registration in model/networks/; the file
 states the kind for a reader's sake and the parser checks it): `prior` (no architecture: the class
 prior, no audio needed), `cnn` (a network trained here from scratch), `zero_shot` (the pretrained
-musicnn taggers read through a fixed tag -> genre table, never fitted on FMA) and `transfer` (a
+musicnn taggers read through a documented tag -> genre rule, never fitted on FMA) and `transfer` (a
 genre head trained here on the pretrained taggers' embedding). A member's `weight` (default 1) is
 its share in the ensemble's weighted mean (tools/runs.py build picks members with replacement).
 

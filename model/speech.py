@@ -40,6 +40,7 @@ FLOOR_DB = 40.0
 SWING_FRAMES = 3  # at musicnn's hop of 16 ms
 DIPS_FULL = 0.3
 SWINGS_FROM, SWINGS_FULL = 3.0, 5.0  # dB per 48 ms
+SPEECH_MEASURES = 2  # what speech_features gives per chunk: pause fraction, syllabic score
 
 
 def speech_features(spec: Tensor, compression: str = "log10_1p") -> Tensor:

@@ -257,17 +257,41 @@ def test_the_audio_kinds_detector_learns_kinds_and_reads_them_as_genre_likelihoo
     x = torch.tensor(features, dtype=torch.float32)
     posterior = detector.posterior(x[:, :400], x[:, 400:])
     assert (posterior.argmax(1).numpy() == kinds).all()
-    given = torch.tensor(default_kind_given_genre())
+    given = torch.tensor([default_kind_given_genre()[genre] for genre in GENRES])
     assert torch.allclose(detector(x[:, :400], x[:, 400:]), (posterior * 3) @ given.T, rtol=1e-5)
     spoken, rock = GENRES.index("Spoken"), GENRES.index("Rock")
     speech = detector(x[:60, :400], x[:60, 400:])  # the speech cluster: Spoken far likelier than Rock
     assert (speech[:, spoken] > 10 * speech[:, rock]).all()
     with pytest.raises(ValueError, match="every kind needs examples"):
         fit_audio_kinds(features[:120], kinds[:120], strength=0.01)
-    with pytest.raises(ValueError, match="16 rows of 3 probabilities"):
-        AudioKinds(fitted, [[0.5, 0.5, 0.5]] * 16)
-    with pytest.raises(ValueError, match="a \\(3, 402\\) weight"):
-        AudioKinds({**fitted, "weight": [[0.0] * 10] * 3}, default_kind_given_genre())
+
+
+@pytest.mark.parametrize(
+    "fitted_change, given_change, message",
+    [
+        ({"weight": [[0.0] * 10] * 3}, {}, "'weight' must be \\(3, 402\\) finite numbers"),
+        ({"scale": None}, {}, "needs 'scale'"),
+        ({"prior": [0.5, 0.5, 0.0]}, {}, "'prior' must be positive"),
+        ({}, {"Blues": [1.5, -0.5, 0.0]}, "Blues's row \\[1.5, -0.5, 0.0\\] must be 3 probabilities"),
+        ({}, {"Blues": [0.5, 0.5, 0.5]}, "Blues's row .* sum to 1"),
+        ({}, {"Blues": None}, "needs a row for each of the 16 genres"),
+    ],
+)
+def test_a_bad_detector_in_a_manifest_is_refused_at_load_in_one_line(
+    tmp_path, zero_shot_weights, fitted_change, given_change, message
+):
+    """An edited manifest fails when it loads, never by writing NaN rows later."""
+    hparams = json.loads((zero_shot_weights / "manifest.json").read_text())["members"][0]["hparams"]
+    fitted = {k: v for k, v in {**hparams["audio_kinds"], **fitted_change}.items() if v is not None}
+    given = {k: v for k, v in {**hparams["kind_given_genre"], **given_change}.items() if v is not None}
+    _zero_shot_manifest(
+        tmp_path, zero_shot_weights, hparams={**hparams, "audio_kinds": fitted, "kind_given_genre": given}
+    )
+    with pytest.raises(ManifestError, match=message):
+        load_ensemble(tmp_path)
+    without_given = {k: v for k, v in hparams.items() if k != "kind_given_genre"}
+    with pytest.raises(ValueError, match="give both or neither"):
+        MusicnnZeroShot(96, 16, **{k: v for k, v in without_given.items()})
 
 
 def test_the_shipped_detector_was_fitted_on_the_decided_on_packages_only():
@@ -302,6 +326,7 @@ def test_zero_shot_model_holds_the_documented_table_and_listens(zero_shot_weight
     assert member.hparams["tag_base_rates"] == read_tag_base_rates(MUSICNN_DIR / "tag_base_rates.json")
     assert member.hparams["audio_kinds"] == read_audio_kinds(MUSICNN_DIR / "audio_kinds.json")
     assert member.hparams["kind_given_genre"] == default_kind_given_genre()
+    assert list(member.hparams["kind_given_genre"]) == list(GENRES)  # named rows, in the columns' order
     assert member.hparams["speech_cue"] == "syllables and pauses"
     assert member.spectrogram == MUSICNN_SPECTROGRAM and member.state_dict == "musicnn/musicnn_pair.pt"
     assert np.allclose(manifest.class_prior, fma_medium_prior())

@@ -7,8 +7,9 @@ corpus' decided-on packages, and write weights/musicnn/audio_kinds.json with its
     python tools/zero_shot_ensemble.py                             # -> weights/manifest.json, with it
 
 Only the training and validation packages are read (the test packages stay held out, as in
-bench/zero_shot_rules.py): Spoken clips are "speech", Classical and Instrumental "orchestral",
-the rest "other music". Each clip gives the chunks predict.py scores (the same cache as the
+bench/zero_shot_rules.py): Spoken clips are "speech", Classical and Instrumental "orchestral"
+(so "orchestral" means: sounds like the corpus' game orchestras, ambient pieces and chamber
+music), the rest "other music". Each clip gives the chunks predict.py scores (the same cache as the
 bench). The regularisation is chosen by 5-fold cross-validation grouped by package (a fold's
 packages are never in its training), among three values, by chunk log loss; the figures are
 recorded in the file.
@@ -16,9 +17,10 @@ recorded in the file.
 
 from __future__ import annotations
 
-import datetime
 import json
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +78,10 @@ def main() -> None:
     args = parser.parse_args()
     clips = pd.read_csv(args.corpus / "labels.csv")
     args.work.mkdir(parents=True, exist_ok=True)
-    outputs = tagger_outputs(clips, args.corpus, REPO / "weights", args.work / "zero_shot_chunks.pt")
+    with tempfile.TemporaryDirectory(prefix="taggers-") as taggers:  # the taggers, whatever weights/ holds
+        write_taggers = [sys.executable, str(REPO / "tools" / "zero_shot_ensemble.py"), "--rule", "estimated"]
+        subprocess.run([*write_taggers, "--out", taggers], check=True, capture_output=True)
+        outputs = tagger_outputs(clips, args.corpus, Path(taggers), args.work / "zero_shot_chunks.pt")
     owner = outputs["owner"].numpy()
     decided = clips["split"].isin(PARTS["decided on"]).to_numpy()[owner]
     features = torch.cat([outputs["embedding"], speech_features(outputs["spec"].float())], dim=1).numpy()
@@ -112,7 +117,6 @@ def main() -> None:
             "cross_validated_clips_found": {kind: f"{hits}/{total}" for kind, (hits, total) in found.items()},
             "tool": "tools/fit_audio_kinds.py",
             "scikit_learn": sklearn.__version__,
-            "date": datetime.date.today().isoformat(),
         },
         "model": fitted,
     }

@@ -98,8 +98,8 @@ def main() -> None:
         temperature=1.0,
         class_prior=tuple(float(p) for p in fma_medium_prior()),
         members=(zero_shot_member(args.out, args.max_chunks or None, args.rule),),
-        description="Zero-shot: the pretrained musicnn MSD + MTT taggers (ISC, MTG-UPF) read through a fixed "
-        "tag -> genre table and the FMA-medium class prior; not fitted on FMA. "
+        description="Zero-shot: the pretrained musicnn MSD + MTT taggers (ISC, MTG-UPF) read through a "
+        "tag -> genre rule (model/zero_shot.py) and the FMA-medium class prior; not fitted on FMA. "
         "Train on FMA with train.py for a better model.",
     )
     save_ensemble(args.out, manifest, {})

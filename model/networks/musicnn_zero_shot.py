@@ -1,5 +1,6 @@
-"""The shipped default: the pretrained musicnn taggers read through a fixed tag -> genre table,
-fitted on nothing (model/zero_shot.py's `MusicnnZeroShot`)."""
+"""The shipped default: the pretrained musicnn taggers read through a documented tag -> genre
+table, a speech cue and a kind-of-audio detector, not fitted on FMA (model/zero_shot.py's
+`MusicnnZeroShot`)."""
 
 from ..musicnn import MUSICNN_CHUNK_SECONDS, MUSICNN_SPECTROGRAM
 from ..zero_shot import MusicnnZeroShot
