@@ -104,11 +104,11 @@ def fit_audio_kinds(features: np.ndarray, kinds: np.ndarray, strength: float) ->
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    if sorted(set(kinds.tolist())) != list(range(len(KINDS))):
+        raise ValueError(f"every kind needs examples: got {sorted(set(kinds.tolist()))}")
     scaler = StandardScaler().fit(features)
     model = LogisticRegression(C=strength, max_iter=5000, class_weight="balanced")
     model.fit(scaler.transform(features), kinds)
-    if list(model.classes_) != list(range(len(KINDS))):
-        raise ValueError(f"every kind needs examples: got {sorted(set(kinds.tolist()))}")
     return {
         "kinds": list(KINDS),
         "weight": _float32_list(model.coef_),

@@ -231,9 +231,8 @@ class MusicnnZeroShot(MusicnnPair):
             rates = torch.tensor([float(tag_base_rates[tag]) for tag in PAIR_TAGS])
             if not ((rates > 0) & (rates < 1)).all():
                 raise ValueError("tag_base_rates must lie strictly between 0 and 1")
-        self.register_buffer(
-            "counted_base_rates", rates, persistent=False
-        )  # None: the estimate (the rule before)
+        # None: the rule before, which estimates the base rates from the weights (tag_base_rates)
+        self.register_buffer("counted_base_rates", rates, persistent=False)
         if speech_cue not in SPEECH_CUES:
             raise ValueError(f"speech_cue must be one of {sorted(SPEECH_CUES)}, got {speech_cue!r}")
         self.speech_cue_name = speech_cue

@@ -291,7 +291,7 @@ def test_a_bad_detector_in_a_manifest_is_refused_at_load_in_one_line(
         load_ensemble(tmp_path)
     without_given = {k: v for k, v in hparams.items() if k != "kind_given_genre"}
     with pytest.raises(ValueError, match="give both or neither"):
-        MusicnnZeroShot(96, 16, **{k: v for k, v in without_given.items()})
+        MusicnnZeroShot(96, 16, **without_given)
 
 
 def test_the_shipped_detector_was_fitted_on_the_decided_on_packages_only():

@@ -36,31 +36,31 @@ from zero_shot_rules import PARTS, tagger_outputs  # noqa: E402  (the bench's ca
 
 from model.audio_kinds import KINDS, AudioKinds, default_kind_given_genre, fit_audio_kinds  # noqa: E402
 from model.cli import ArgumentParser  # noqa: E402
-from model.speech import speech_features  # noqa: E402
+from model.speech import SPEECH_MEASURES, speech_features  # noqa: E402
 
 KIND_OF_GENRE = {"Spoken": 0, "Classical": 1, "Instrumental": 1}  # every other genre: other music
 STRENGTHS = (0.001, 0.01, 0.1)  # sklearn's C, tried by grouped cross-validation
 OUT = REPO / "weights" / "musicnn" / "audio_kinds.json"
 
 
-def chunk_log_loss(fitted: dict, features: np.ndarray, kinds: np.ndarray) -> float:
-    """Mean log loss of the kinds of held-out chunks, by the model as predict.py runs it (float32)."""
-    detector = AudioKinds(fitted, default_kind_given_genre())
-    x = torch.from_numpy(features.astype(np.float32))
-    with torch.no_grad():
-        posterior = detector.posterior(x[:, :400], x[:, 400:]).numpy()
-    return float(-np.log(np.clip(posterior[np.arange(len(kinds)), kinds], 1e-4, 1.0)).mean())
-
-
-def clips_found(x: np.ndarray, y: np.ndarray, groups: np.ndarray, owner: np.ndarray, strength: float) -> dict:
-    """Per kind, how many clips the detector names right when their package was left out of its
-    fit (the same 5 folds): the mean posterior over a clip's chunks, its top kind."""
+def out_of_package_posteriors(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, strength: float
+) -> np.ndarray:
+    """(chunks, 3) each chunk's P(kind) by a detector fitted without its package (5 folds grouped
+    by package), computed as predict.py runs the detector (float32)."""
     posterior = np.zeros((len(x), len(KINDS)))
     for train, test in GroupKFold(5).split(x, groups=groups):
         detector = AudioKinds(fit_audio_kinds(x[train], y[train], strength), default_kind_given_genre())
         held = torch.from_numpy(x[test].astype(np.float32))
         with torch.no_grad():
-            posterior[test] = detector.posterior(held[:, :400], held[:, 400:]).numpy()
+            posterior[test] = detector.posterior(
+                held[:, :-SPEECH_MEASURES], held[:, -SPEECH_MEASURES:]
+            ).numpy()
+    return posterior
+
+
+def clips_found(posterior: np.ndarray, y: np.ndarray, owner: np.ndarray) -> dict:
+    """Per kind, how many clips are named right by the mean posterior over their chunks."""
     clip_ids, first = np.unique(owner, return_index=True)
     means = np.stack([posterior[owner == c].mean(0) for c in clip_ids])
     truth = y[first]
@@ -89,16 +89,14 @@ def main() -> None:
     packages = clips["source"].to_numpy()[owner]
     x, y, groups = features[decided], kinds[decided], packages[decided]
 
-    cross_validated = {}
+    cross_validated, posteriors = {}, {}
     for strength in STRENGTHS:
-        losses = []
-        for train, test in GroupKFold(5).split(x, groups=groups):
-            fitted = fit_audio_kinds(x[train], y[train], strength)
-            losses.append(chunk_log_loss(fitted, x[test], y[test]) * len(test))
-        cross_validated[strength] = sum(losses) / len(x)
+        posteriors[strength] = out_of_package_posteriors(x, y, groups, strength)
+        chance = posteriors[strength][np.arange(len(y)), y]
+        cross_validated[strength] = float(-np.log(np.clip(chance, 1e-4, 1.0)).mean())
         print(f"C={strength:g}: chunk log loss {cross_validated[strength]:.3f} (5 folds by package)")
     strength = min(cross_validated, key=cross_validated.get)
-    found = clips_found(x, y, groups, owner[decided], strength)
+    found = clips_found(posteriors[strength], y, owner[decided])
     print(
         "out of package, clips whose chunks' mean posterior names their kind: "
         + ", ".join(f"{kind} {hits}/{total}" for kind, (hits, total) in found.items())
